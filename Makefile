@@ -1,0 +1,91 @@
+# capsnet: the Makefile is the source of truth for building and testing.
+#
+#   make              build ./capsnet (and build/libcapsnet.a)
+#   make test         build and run the test suite (ends with "N passed, N failed")
+#   make asan         the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make run          get MNIST, train one epoch, print the test accuracy
+#   make clean
+#
+# Switches: NATIVE=0 (no -march=native), OMP=0 (no OpenMP), BLAS=openblas|none,
+#           WERROR=1 (warnings are errors, as in CI), SANITIZE=1 (what `make asan` sets).
+
+CC      ?= gcc
+NATIVE  ?= 1
+OMP     ?= 1
+BLAS    ?= openblas
+WERROR  ?= 0
+SANITIZE ?= 0
+BUILD   ?= build
+
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -Wall -Wextra -Wshadow -Iinclude -Isrc -MMD -MP
+LDLIBS  := -lpng -lz -lm
+
+ifeq ($(NATIVE),1)
+CFLAGS  += -march=native
+endif
+ifeq ($(OMP),1)
+CFLAGS  += -fopenmp
+LDFLAGS += -fopenmp
+else
+CFLAGS  += -Wno-unknown-pragmas
+endif
+ifeq ($(BLAS),openblas)
+CFLAGS  += -DCAPS_USE_CBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
+LDLIBS  := -lopenblas $(LDLIBS)
+else ifneq ($(BLAS),none)
+$(error BLAS must be openblas or none, got '$(BLAS)')
+endif
+ifeq ($(WERROR),1)
+CFLAGS  += -Werror
+endif
+ifeq ($(SANITIZE),1)
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC   := $(wildcard src/*.c)
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
+TEST_SRC  := $(wildcard tests/test_*.c)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
+PROGRAM   := $(if $(filter build,$(BUILD)),capsnet,$(BUILD)/capsnet)
+
+.PHONY: all test asan run clean
+all: $(PROGRAM)
+
+$(BUILD)/src/%.o: src/%.c | $(BUILD)/src
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/tests/%.o: tests/%.c | $(BUILD)/tests
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/tools/%.o: tools/%.c | $(BUILD)/tools
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/src $(BUILD)/tests $(BUILD)/tools:
+	mkdir -p $@
+
+$(BUILD)/libcapsnet.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(PROGRAM): $(BUILD)/tools/capsnet.o $(BUILD)/libcapsnet.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELP) $(BUILD)/libcapsnet.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The suite needs MNIST for the end-to-end test: scripts/get-data.sh copies it from
+# $MNIST_DIR or downloads it, and verifies the checksums.
+test: $(TEST_BIN) $(PROGRAM)
+	scripts/get-data.sh mnist data/mnist
+	tests/run.sh $(BUILD) $(PROGRAM)
+
+asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 test
+
+run: $(PROGRAM)
+	scripts/get-data.sh mnist data/mnist
+	./capsnet train --data data/mnist --out mnist.caps --epochs 1
+	./capsnet test --model mnist.caps --data data/mnist
+
+clean:
+	rm -rf build build-asan capsnet
+
+-include $(LIB_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELP:.o=.d) $(BUILD)/tools/capsnet.d

@@ -1,0 +1,205 @@
+/*
+ * capsnet.h: the public API of capsnet, a Capsule Network with dynamic routing
+ * (Sabour, Frosst & Hinton, "Dynamic Routing Between Capsules", NIPS 2017).
+ *
+ *   image [C][H][W] -> Conv1 (ReLU) -> PrimaryCaps (conv, squash) -> DigitCaps (routing)
+ *         -> class scores = capsule lengths; decoder reconstructs the image from one capsule.
+ *
+ * Everything a program needs: the configuration (all shapes), the model (create, init,
+ * forward, backward, Adam step), data files (IDX), images (PNG/PGM), model files.
+ * Library functions never exit: they return CAPS_OK or an error code with a message
+ * in a caps_error. Layer kernels live in src/layers.h and are not part of this API.
+ */
+#ifndef CAPSNET_H
+#define CAPSNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ errors */
+
+enum {
+    CAPS_OK = 0,
+    CAPS_ERR_IO = 1,      /* a read, write, open or rename failed */
+    CAPS_ERR_FORMAT = 2,  /* a file is malformed, truncated or of another version */
+    CAPS_ERR_MEMORY = 3,  /* an allocation failed */
+    CAPS_ERR_ARG = 4,     /* an argument or configuration is invalid */
+    CAPS_ERR_NUMERIC = 5  /* a loss became NaN or infinite */
+};
+
+/* msg holds "<path>: <what> (expected <X>, got <Y>)"; hint, when set, one line of advice
+ * without a prefix (the program prints it after "hint: "). */
+typedef struct {
+    int code;
+    char msg[512];
+    char hint[256];
+} caps_error;
+
+/* ------------------------------------------------------------------------ configuration */
+
+/* Every shape of the network. caps_config_mnist() gives the paper's MNIST network. */
+typedef struct {
+    int image_size;      /* H = W of the input image (28) */
+    int in_channels;     /* C of the input image (1) */
+    int conv1_channels;  /* Conv1 filters (256) */
+    int conv1_kernel;    /* Conv1 kernel size (9) */
+    int conv1_stride;    /* Conv1 stride (1) */
+    int primary_types;   /* PrimaryCaps capsule types (32) */
+    int primary_dim;     /* D_in, dimensions of a primary capsule (8) */
+    int primary_kernel;  /* PrimaryCaps kernel size (9) */
+    int primary_stride;  /* PrimaryCaps stride (2) */
+    int num_classes;     /* N_out, digit capsules = classes (10) */
+    int digit_dim;       /* D_out, dimensions of a digit capsule (16) */
+    int routing_iters;   /* R, routing iterations (3) */
+    int decoder_hidden1; /* first decoder layer (512) */
+    int decoder_hidden2; /* second decoder layer (1024) */
+} caps_config;
+
+#define CAPS_CONFIG_FIELDS 14
+
+void caps_config_mnist(caps_config *cfg);
+/* CAPS_OK when every shape is positive and consistent; else CAPS_ERR_ARG naming the field. */
+int caps_config_check(const caps_config *cfg, caps_error *err);
+/* Derived shapes. */
+int caps_conv1_out(const caps_config *cfg);      /* Conv1 output side (20) */
+int caps_primary_grid(const caps_config *cfg);   /* PrimaryCaps output side (6) */
+int caps_num_primary(const caps_config *cfg);    /* N_in = types * grid^2 (1152) */
+int caps_image_pixels(const caps_config *cfg);   /* C*H*W, also the decoder output (784) */
+size_t caps_num_params(const caps_config *cfg);  /* 8,215,568 for MNIST */
+
+/* ------------------------------------------------------------------------ model */
+
+/* The parameter tensors in PyTorch layouts; the same struct points into the gradients and
+ * the two Adam moment arenas. Order here is the order in memory and in model files. */
+typedef struct {
+    float *conv1_w;  /* [conv1_channels][in_channels][k1][k1] */
+    float *conv1_b;  /* [conv1_channels] */
+    float *prim_w;   /* [types*D_in][conv1_channels][k2][k2] */
+    float *prim_b;   /* [types*D_in] */
+    float *caps_w;   /* W_ij: [N_in][N_out][D_out][D_in] */
+    float *dec1_w;   /* [hidden1][N_out*D_out] */
+    float *dec1_b;   /* [hidden1] */
+    float *dec2_w;   /* [hidden2][hidden1] */
+    float *dec2_b;   /* [hidden2] */
+    float *dec3_w;   /* [pixels][hidden2] */
+    float *dec3_b;   /* [pixels] */
+} caps_params;
+
+#define CAPS_NUM_PARAM_TENSORS 11
+
+typedef struct capsnet capsnet;
+
+/* Which capsule feeds the decoder: the true class (training) or the longest one (test). */
+enum { CAPS_MASK_LABEL = 0, CAPS_MASK_PREDICTED = 1 };
+
+/* Allocates parameters, gradients, Adam moments and every activation for batches of up
+ * to max_batch images. Nothing is allocated after this. Weights are zero until init. */
+int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, caps_error *err);
+void capsnet_free(capsnet *m);
+/* Initialises the weights from a seed (see capsnet.c for the choice) and zeroes Adam. */
+void capsnet_init_weights(capsnet *m, uint64_t seed);
+
+const caps_config *capsnet_config(const capsnet *m);
+int capsnet_max_batch(const capsnet *m);
+caps_params *capsnet_params(capsnet *m);
+caps_params *capsnet_grads(capsnet *m);
+float *capsnet_param_memory(capsnet *m); /* all parameters, contiguous, in tensor order */
+float *capsnet_grad_memory(capsnet *m);
+float *capsnet_adam_m(capsnet *m);
+float *capsnet_adam_v(capsnet *m);
+/* Element counts of the parameter tensors and their names ("conv1_w", ...). */
+size_t capsnet_param_size(const capsnet *m, int tensor);
+const char *capsnet_param_name(int tensor);
+
+/* Forward pass over B images x [B][C][H][W] with pixels in [0, 1].
+ *   labels: [B] true classes, or NULL (then no loss; mask must be CAPS_MASK_PREDICTED).
+ *   mask: which capsule feeds the decoder.
+ *   recon_weight: weight of the reconstruction loss (0.0005); 0 skips the decoder.
+ * Returns the mean loss over the batch (0 when labels is NULL). */
+float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int mask,
+                      float recon_weight);
+/* Adds d(mean loss)/d(params) of the last forward pass into the gradients. */
+void capsnet_backward(capsnet *m);
+void capsnet_zero_grad(capsnet *m);
+
+/* Results of the last forward pass. */
+const float *capsnet_lengths(const capsnet *m);        /* [B][N_out] class scores |v_j| */
+const float *capsnet_digit_caps(const capsnet *m);     /* [B][N_out][D_out] v_j */
+const float *capsnet_reconstruction(const capsnet *m); /* [B][C*H*W], valid if decoder ran */
+const int *capsnet_predictions(const capsnet *m);      /* [B] argmax_j |v_j| */
+float capsnet_margin_loss(const capsnet *m);           /* batch mean */
+float capsnet_recon_loss(const capsnet *m);            /* batch mean of the weighted SSE */
+
+/* Decoder alone: capsule vectors v [B][N_out][D_out], class [B] to keep, out [B][C*H*W]. */
+void capsnet_decode(capsnet *m, float *out, const float *v, const int *cls, int B);
+
+/* Adam (Kingma & Ba) hyperparameters; the paper uses Adam with TensorFlow's defaults. */
+typedef struct {
+    float lr;    /* 1e-3 */
+    float beta1; /* 0.9 */
+    float beta2; /* 0.999 */
+    float eps;   /* 1e-8 */
+} caps_adam;
+
+void caps_adam_default(caps_adam *hp);
+/* One Adam step over all parameters with learning rate lr (the decayed one); t counts steps. */
+void capsnet_adam_step(capsnet *m, const caps_adam *hp, float lr);
+int64_t capsnet_adam_t(const capsnet *m);
+void capsnet_set_adam_t(capsnet *m, int64_t t);
+
+/* Threads for OpenMP and the BLAS; 0 means all cores. Returns the count in use. */
+int caps_set_threads(int threads);
+
+/* ------------------------------------------------------------------------ random numbers */
+
+/* PCG32 (O'Neill 2014): small, fast, and the same sequence on every platform. */
+typedef struct {
+    uint64_t state;
+    uint64_t inc;
+} caps_rng;
+
+void caps_rng_seed(caps_rng *r, uint64_t seed, uint64_t stream);
+uint32_t caps_rng_u32(caps_rng *r);
+uint32_t caps_rng_below(caps_rng *r, uint32_t n); /* uniform in [0, n), unbiased */
+float caps_rng_uniform(caps_rng *r);              /* uniform in [0, 1) */
+float caps_rng_normal(caps_rng *r);               /* standard normal (Box-Muller) */
+
+/* ------------------------------------------------------------------------ data */
+
+/* A labelled image set as stored in IDX files: count images of channels x rows x cols bytes. */
+typedef struct {
+    int count;
+    int channels; /* 1 for rank-3 IDX files (MNIST), else the second dimension */
+    int rows;
+    int cols;
+    uint8_t *images; /* [count][channels][rows][cols] */
+    uint8_t *labels; /* [count] */
+} caps_dataset;
+
+/* Reads an IDX image file and its label file, gzip-compressed or raw, and validates them
+ * (magic, rank, dimensions, equal counts, labels < num_classes, payload length). */
+int caps_idx_load(caps_dataset *ds, const char *images_path, const char *labels_path,
+                  int num_classes, caps_error *err);
+/* The MNIST file names in dir: train-images-idx3-ubyte[.gz] etc.; train = 1 or 0 (t10k). */
+int caps_dataset_load(caps_dataset *ds, const char *dir, int train, int num_classes,
+                      caps_error *err);
+void caps_dataset_free(caps_dataset *ds);
+
+/* ------------------------------------------------------------------------ images */
+
+/* Reads a grayscale PNG or PGM (P2/P5) of exactly h x w pixels into out [h*w] scaled to
+ * [0, 1]. Colour PNGs are converted to gray; other sizes and formats are an error. */
+int caps_image_load(const char *path, float *out, int h, int w, caps_error *err);
+/* Writes an 8-bit grayscale PNG, atomically (temporary file, fsync, rename). */
+int caps_image_write_png(const char *path, const uint8_t *pixels, int h, int w,
+                         caps_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAPSNET_H */

@@ -1,0 +1,543 @@
+/*
+ * capsnet.c: the network of Sabour, Frosst & Hinton (2017), section 4, assembled from the
+ * layers: configuration, arenas, initialisation, forward, backward, Adam step.
+ *
+ *   x [C][H][W] -> Conv1 (C1 @ K1xK1, stride S, ReLU)                      [C1][S1][S1]
+ *     -> PrimaryCaps conv (T*D @ K2xK2, stride 2) read as I capsules      [I][D], squash
+ *     -> prediction vectors u_hat_{j|i} = W_ij u_i                        [I][J][E]
+ *     -> dynamic routing, R rounds                                        v [J][E]
+ *     -> lengths |v_j| = class scores -> margin loss (eq. 4)
+ *     -> mask (true class in training, predicted at test) -> decoder
+ *        FC H1 ReLU -> FC H2 ReLU -> FC P sigmoid -> reconstruction loss x 0.0005
+ *   Loss = mean over the batch of (margin + 0.0005 * sum of squared pixel errors).
+ *
+ * Memory follows llm.c: a size table per kind (parameters, activations, activation
+ * gradients) and one aligned allocation each, carved up by a pointer walk. capsnet_create
+ * allocates everything; forward and backward allocate nothing.
+ */
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "gemm.h"
+#include "layers.h"
+#include "model.h"
+#include "util.h"
+
+/* Initial W_ij ~ N(0, CAPS_W_INIT_STD^2). With c_ij = 1/J in the first round, s_j sums
+ * I = 1152 predictions; N(0, 1) weights (a common choice) make every |s_j| about 7, so
+ * every |v_j| starts near 1, deep in the flat part of the squash where gradients vanish
+ * and the absent-class margin terms dominate. With 0.01 the first |s_j| are about 0.1,
+ * where the squash is steep, and the margin loss sees every class start short. */
+#define CAPS_W_INIT_STD 0.01f
+
+/* Budget for the im2col scratch of a convolution chunk (columns and product). */
+#define CAPS_CONV_SCRATCH_BYTES ((size_t)48 << 20)
+
+/* ------------------------------------------------------------------------ config */
+
+void caps_config_mnist(caps_config *cfg) {
+    cfg->image_size = 28;
+    cfg->in_channels = 1;
+    cfg->conv1_channels = 256;
+    cfg->conv1_kernel = 9;
+    cfg->conv1_stride = 1;
+    cfg->primary_types = 32;
+    cfg->primary_dim = 8;
+    cfg->primary_kernel = 9;
+    cfg->primary_stride = 2;
+    cfg->num_classes = 10;
+    cfg->digit_dim = 16;
+    cfg->routing_iters = 3;
+    cfg->decoder_hidden1 = 512;
+    cfg->decoder_hidden2 = 1024;
+}
+
+int caps_conv1_out(const caps_config *c) {
+    return (c->image_size - c->conv1_kernel) / c->conv1_stride + 1;
+}
+
+int caps_primary_grid(const caps_config *c) {
+    return (caps_conv1_out(c) - c->primary_kernel) / c->primary_stride + 1;
+}
+
+int caps_num_primary(const caps_config *c) {
+    int g = caps_primary_grid(c);
+    return c->primary_types * g * g;
+}
+
+int caps_image_pixels(const caps_config *c) {
+    return c->in_channels * c->image_size * c->image_size;
+}
+
+/* Limits keep every size computation far from overflow and reject nonsense early. */
+#define CAPS_MAX_DIM 4096
+
+int caps_config_check(const caps_config *c, caps_error *err) {
+    const struct {
+        const char *name;
+        int value;
+    } f[CAPS_CONFIG_FIELDS] = {
+        {"image_size", c->image_size},         {"in_channels", c->in_channels},
+        {"conv1_channels", c->conv1_channels}, {"conv1_kernel", c->conv1_kernel},
+        {"conv1_stride", c->conv1_stride},     {"primary_types", c->primary_types},
+        {"primary_dim", c->primary_dim},       {"primary_kernel", c->primary_kernel},
+        {"primary_stride", c->primary_stride}, {"num_classes", c->num_classes},
+        {"digit_dim", c->digit_dim},           {"routing_iters", c->routing_iters},
+        {"decoder_hidden1", c->decoder_hidden1}, {"decoder_hidden2", c->decoder_hidden2},
+    };
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
+        if (f[k].value < 1 || f[k].value > CAPS_MAX_DIM)
+            return caps_fail(err, CAPS_ERR_ARG, "config: %s out of range (expected 1..%d, got %d)",
+                             f[k].name, CAPS_MAX_DIM, f[k].value);
+    if (c->conv1_kernel > c->image_size)
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "config: conv1_kernel larger than the image (expected <= %d, got %d)",
+                         c->image_size, c->conv1_kernel);
+    if (c->primary_kernel > caps_conv1_out(c))
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "config: primary_kernel larger than the Conv1 output (expected <= %d, "
+                         "got %d)", caps_conv1_out(c), c->primary_kernel);
+    if (c->num_classes < 2)
+        return caps_fail(err, CAPS_ERR_ARG, "config: num_classes too small (expected >= 2, got %d)",
+                         c->num_classes);
+    return CAPS_OK;
+}
+
+/* ------------------------------------------------------------------------ size tables */
+
+static const char *const param_names[CAPS_NUM_PARAM_TENSORS] = {
+    "conv1_w", "conv1_b", "prim_w", "prim_b", "caps_w", "dec1_w",
+    "dec1_b",  "dec2_w",  "dec2_b", "dec3_w", "dec3_b"};
+
+const char *capsnet_param_name(int tensor) {
+    CAPS_ASSERT(tensor >= 0 && tensor < CAPS_NUM_PARAM_TENSORS);
+    return param_names[tensor];
+}
+
+static void fill_param_sizes(size_t *s, const caps_config *c) {
+    size_t C = c->in_channels, C1 = c->conv1_channels, K1 = c->conv1_kernel;
+    size_t TD = (size_t)c->primary_types * c->primary_dim, K2 = c->primary_kernel;
+    size_t I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, D = c->primary_dim;
+    size_t H1 = c->decoder_hidden1, H2 = c->decoder_hidden2, P = caps_image_pixels(c);
+    s[0] = C1 * C * K1 * K1;
+    s[1] = C1;
+    s[2] = TD * C1 * K2 * K2;
+    s[3] = TD;
+    s[4] = I * J * E * D;
+    s[5] = H1 * J * E;
+    s[6] = H1;
+    s[7] = H2 * H1;
+    s[8] = H2;
+    s[9] = P * H2;
+    s[10] = P;
+}
+
+size_t caps_num_params(const caps_config *cfg) {
+    size_t s[CAPS_NUM_PARAM_TENSORS], n = 0;
+    fill_param_sizes(s, cfg);
+    for (int k = 0; k < CAPS_NUM_PARAM_TENSORS; k++) n += s[k];
+    return n;
+}
+
+static void point_params(caps_params *p, float *mem, const size_t *sizes) {
+    float **ptrs[CAPS_NUM_PARAM_TENSORS] = {&p->conv1_w, &p->conv1_b, &p->prim_w, &p->prim_b,
+                                            &p->caps_w,  &p->dec1_w,  &p->dec1_b, &p->dec2_w,
+                                            &p->dec2_b,  &p->dec3_w,  &p->dec3_b};
+    for (int k = 0; k < CAPS_NUM_PARAM_TENSORS; k++) {
+        *ptrs[k] = mem;
+        mem += sizes[k];
+    }
+}
+
+/* Floats per activation buffer for B images, in caps_acts order. */
+static void fill_act_sizes(size_t *s, const caps_config *c, size_t B) {
+    size_t S1 = caps_conv1_out(c), G = caps_primary_grid(c), R = c->routing_iters;
+    size_t C1 = c->conv1_channels, TD = (size_t)c->primary_types * c->primary_dim;
+    size_t I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, D = c->primary_dim;
+    size_t P = caps_image_pixels(c);
+    s[0] = B * P;               /* x */
+    s[1] = B * C1 * S1 * S1;    /* a1 */
+    s[2] = B * TD * G * G;      /* prim */
+    s[3] = B * I * D;           /* u_pre */
+    s[4] = B * I * D;           /* u */
+    s[5] = B * I;               /* u_norm2 */
+    s[6] = B * I * J * E;       /* u_hat */
+    s[7] = R * B * I * J;       /* route_c */
+    s[8] = R * B * J * E;       /* route_s */
+    s[9] = R * B * J * E;       /* route_v */
+    s[10] = R * B * J;          /* route_n2 */
+    s[11] = B * I * J;          /* logits */
+    s[12] = B * J;              /* lengths */
+    s[13] = B;                  /* margin */
+    s[14] = B * J * E;          /* masked */
+    s[15] = B * c->decoder_hidden1;
+    s[16] = B * c->decoder_hidden2;
+    s[17] = B * P;              /* recon */
+    s[18] = B;                  /* recon_err */
+}
+
+static void fill_grad_act_sizes(size_t *s, const caps_config *c, size_t B) {
+    size_t S1 = caps_conv1_out(c), G = caps_primary_grid(c);
+    size_t C1 = c->conv1_channels, TD = (size_t)c->primary_types * c->primary_dim;
+    size_t I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, D = c->primary_dim;
+    size_t H1 = c->decoder_hidden1, H2 = c->decoder_hidden2, P = caps_image_pixels(c);
+    s[0] = B * C1 * S1 * S1;    /* a1 */
+    s[1] = B * C1 * S1 * S1;    /* z1 */
+    s[2] = B * TD * G * G;      /* prim */
+    s[3] = B * I * D;           /* u_pre */
+    s[4] = B * I * D;           /* u */
+    s[5] = B * I * J * E;       /* u_hat */
+    s[6] = B * J * E;           /* v */
+    s[7] = B * J;               /* lengths */
+    s[8] = B * J * E;           /* masked */
+    s[9] = B * H1;
+    s[10] = B * H1;
+    s[11] = B * H2;
+    s[12] = B * H2;
+    s[13] = B * P;
+    s[14] = B * P;
+    s[15] = B * routing_scratch_size((int)I, (int)J, (int)E);
+}
+
+/* Allocates one arena of sum(sizes) floats and points each buffer into it. */
+static float *alloc_arena(float ***ptrs, const size_t *sizes, int n) {
+    size_t total = 0;
+    for (int k = 0; k < n; k++) total += sizes[k];
+    float *mem = caps_alloc(total, sizeof(float));
+    if (!mem) return NULL;
+    float *p = mem;
+    for (int k = 0; k < n; k++) {
+        *ptrs[k] = p;
+        p += sizes[k];
+    }
+    return mem;
+}
+
+/* Images per convolution chunk: as many as the scratch budget holds, spread evenly. */
+static int conv_chunk(size_t floats_per_image, int max_batch) {
+    size_t cap = CAPS_CONV_SCRATCH_BYTES / (floats_per_image * sizeof(float));
+    if (cap < 1) cap = 1;
+    if (cap > (size_t)max_batch) cap = max_batch;
+    int pieces = (int)((max_batch + cap - 1) / cap);
+    return (max_batch + pieces - 1) / pieces;
+}
+
+/* ------------------------------------------------------------------------ create / free */
+
+int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, caps_error *err) {
+    *out = NULL;
+    int rc = caps_config_check(cfg, err);
+    if (rc) return rc;
+    if (max_batch < 1 || max_batch > 65536)
+        return caps_fail(err, CAPS_ERR_ARG, "batch size out of range (expected 1..65536, got %d)",
+                         max_batch);
+    capsnet *m = caps_alloc(1, sizeof *m);
+    if (!m) return caps_fail(err, CAPS_ERR_MEMORY, "out of memory allocating the model");
+    m->cfg = *cfg;
+    m->max_batch = max_batch;
+
+    fill_param_sizes(m->param_sizes, cfg);
+    m->num_params = caps_num_params(cfg);
+    m->params_mem = caps_alloc(m->num_params, sizeof(float));
+    m->grads_mem = caps_alloc(m->num_params, sizeof(float));
+    m->m_mem = caps_alloc(m->num_params, sizeof(float));
+    m->v_mem = caps_alloc(m->num_params, sizeof(float));
+
+    size_t asz[CAPS_NUM_ACTS], gsz[CAPS_NUM_GRAD_ACTS];
+    fill_act_sizes(asz, cfg, max_batch);
+    fill_grad_act_sizes(gsz, cfg, max_batch);
+    caps_acts *a = &m->acts;
+    float **aptr[CAPS_NUM_ACTS] = {&a->x,        &a->a1,       &a->prim,    &a->u_pre,
+                                   &a->u,        &a->u_norm2,  &a->u_hat,   &a->route_c,
+                                   &a->route_s,  &a->route_v,  &a->route_n2, &a->logits,
+                                   &a->lengths,  &a->margin,   &a->masked,  &a->h1,
+                                   &a->h2,       &a->recon,    &a->recon_err};
+    caps_grad_acts *g = &m->dacts;
+    float **gptr[CAPS_NUM_GRAD_ACTS] = {&g->a1,     &g->z1,     &g->prim,   &g->u_pre,
+                                        &g->u,      &g->u_hat,  &g->v,      &g->lengths,
+                                        &g->masked, &g->h1,     &g->z1_dec, &g->h2,
+                                        &g->z2_dec, &g->recon,  &g->z3_dec, &g->routing};
+    m->acts_mem = alloc_arena(aptr, asz, CAPS_NUM_ACTS);
+    m->grad_acts_mem = alloc_arena(gptr, gsz, CAPS_NUM_GRAD_ACTS);
+
+    /* Convolution scratch, per image: im2col columns plus the product before NCHW. */
+    int S1 = caps_conv1_out(cfg), G = caps_primary_grid(cfg);
+    int TD = cfg->primary_types * cfg->primary_dim;
+    size_t col1 = conv2d_col_size(cfg->in_channels, cfg->conv1_kernel, S1, S1);
+    size_t out1 = (size_t)cfg->conv1_channels * S1 * S1;
+    size_t col2 = conv2d_col_size(cfg->conv1_channels, cfg->primary_kernel, G, G);
+    size_t out2 = (size_t)TD * G * G;
+    m->chunk1 = conv_chunk(col1 + out1, max_batch);
+    m->chunk2 = conv_chunk(col2 + out2, max_batch);
+    size_t col = col1 * m->chunk1 > col2 * m->chunk2 ? col1 * m->chunk1 : col2 * m->chunk2;
+    size_t cout = out1 * m->chunk1 > out2 * m->chunk2 ? out1 * m->chunk1 : out2 * m->chunk2;
+    m->col = caps_alloc(col, sizeof(float));
+    m->col_out = caps_alloc(cout, sizeof(float));
+
+    m->labels = caps_alloc(max_batch, sizeof(int));
+    m->cls = caps_alloc(max_batch, sizeof(int));
+    m->pred = caps_alloc(max_batch, sizeof(int));
+
+    if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem ||
+        !m->grad_acts_mem || !m->col || !m->col_out || !m->labels || !m->cls || !m->pred) {
+        capsnet_free(m);
+        return caps_fail(err, CAPS_ERR_MEMORY,
+                         "out of memory allocating the model for batch %d", max_batch);
+    }
+    point_params(&m->params, m->params_mem, m->param_sizes);
+    point_params(&m->grads, m->grads_mem, m->param_sizes);
+    point_params(&m->adam_m, m->m_mem, m->param_sizes);
+    point_params(&m->adam_v, m->v_mem, m->param_sizes);
+    *out = m;
+    return CAPS_OK;
+}
+
+void capsnet_free(capsnet *m) {
+    if (!m) return;
+    free(m->params_mem);
+    free(m->grads_mem);
+    free(m->m_mem);
+    free(m->v_mem);
+    free(m->acts_mem);
+    free(m->grad_acts_mem);
+    free(m->col);
+    free(m->col_out);
+    free(m->labels);
+    free(m->cls);
+    free(m->pred);
+    free(m);
+}
+
+/* ------------------------------------------------------------------------ initialisation */
+
+/* PyTorch's default for nn.Conv2d and nn.Linear: kaiming_uniform(a = sqrt(5)) on the
+ * weights and the same bound on the biases, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+static void init_uniform(float *p, size_t n, size_t fan_in, caps_rng *r) {
+    float bound = 1.0f / sqrtf((float)fan_in);
+    for (size_t k = 0; k < n; k++) p[k] = (2.0f * caps_rng_uniform(r) - 1.0f) * bound;
+}
+
+void capsnet_init_weights(capsnet *m, uint64_t seed) {
+    const caps_config *c = &m->cfg;
+    caps_params *p = &m->params;
+    const size_t *s = m->param_sizes;
+    caps_rng r;
+    caps_rng_seed(&r, seed, 0x5eed);
+    size_t fan1 = (size_t)c->in_channels * c->conv1_kernel * c->conv1_kernel;
+    size_t fan2 = (size_t)c->conv1_channels * c->primary_kernel * c->primary_kernel;
+    size_t JE = (size_t)c->num_classes * c->digit_dim;
+    init_uniform(p->conv1_w, s[0], fan1, &r);
+    init_uniform(p->conv1_b, s[1], fan1, &r);
+    init_uniform(p->prim_w, s[2], fan2, &r);
+    init_uniform(p->prim_b, s[3], fan2, &r);
+    for (size_t k = 0; k < s[4]; k++) p->caps_w[k] = CAPS_W_INIT_STD * caps_rng_normal(&r);
+    init_uniform(p->dec1_w, s[5], JE, &r);
+    init_uniform(p->dec1_b, s[6], JE, &r);
+    init_uniform(p->dec2_w, s[7], c->decoder_hidden1, &r);
+    init_uniform(p->dec2_b, s[8], c->decoder_hidden1, &r);
+    init_uniform(p->dec3_w, s[9], c->decoder_hidden2, &r);
+    init_uniform(p->dec3_b, s[10], c->decoder_hidden2, &r);
+    memset(m->m_mem, 0, m->num_params * sizeof(float));
+    memset(m->v_mem, 0, m->num_params * sizeof(float));
+    m->adam_t = 0;
+}
+
+/* ------------------------------------------------------------------------ accessors */
+
+const caps_config *capsnet_config(const capsnet *m) { return &m->cfg; }
+int capsnet_max_batch(const capsnet *m) { return m->max_batch; }
+caps_params *capsnet_params(capsnet *m) { return &m->params; }
+caps_params *capsnet_grads(capsnet *m) { return &m->grads; }
+float *capsnet_param_memory(capsnet *m) { return m->params_mem; }
+float *capsnet_grad_memory(capsnet *m) { return m->grads_mem; }
+float *capsnet_adam_m(capsnet *m) { return m->m_mem; }
+float *capsnet_adam_v(capsnet *m) { return m->v_mem; }
+int64_t capsnet_adam_t(const capsnet *m) { return m->adam_t; }
+void capsnet_set_adam_t(capsnet *m, int64_t t) { m->adam_t = t; }
+
+size_t capsnet_param_size(const capsnet *m, int tensor) {
+    CAPS_ASSERT(tensor >= 0 && tensor < CAPS_NUM_PARAM_TENSORS);
+    return m->param_sizes[tensor];
+}
+
+static const float *digit_output(const capsnet *m) {
+    return m->acts.route_v +
+           (size_t)(m->cfg.routing_iters - 1) * m->batch * m->cfg.num_classes * m->cfg.digit_dim;
+}
+
+const float *capsnet_lengths(const capsnet *m) { return m->acts.lengths; }
+const float *capsnet_digit_caps(const capsnet *m) { return digit_output(m); }
+const float *capsnet_reconstruction(const capsnet *m) { return m->acts.recon; }
+const int *capsnet_predictions(const capsnet *m) { return m->pred; }
+float capsnet_margin_loss(const capsnet *m) { return m->margin_loss; }
+float capsnet_recon_loss(const capsnet *m) { return m->recon_loss; }
+
+int caps_set_threads(int threads) {
+#ifdef _OPENMP
+    if (threads <= 0) threads = omp_get_num_procs();
+    omp_set_num_threads(threads);
+#else
+    threads = 1;
+#endif
+    gemm_set_threads(threads);
+    return threads;
+}
+
+/* ------------------------------------------------------------------------ forward */
+
+/* The decoder on the masked capsules: acts.masked -> h1 -> h2 -> recon. */
+static void decoder_forward(capsnet *m, int B) {
+    const caps_config *c = &m->cfg;
+    caps_acts *a = &m->acts;
+    caps_params *p = &m->params;
+    int JE = c->num_classes * c->digit_dim, H1 = c->decoder_hidden1, H2 = c->decoder_hidden2;
+    int P = caps_image_pixels(c);
+    linear_forward(a->h1, a->masked, p->dec1_w, p->dec1_b, B, JE, H1);
+    relu_forward(a->h1, a->h1, (size_t)B * H1);
+    linear_forward(a->h2, a->h1, p->dec2_w, p->dec2_b, B, H1, H2);
+    relu_forward(a->h2, a->h2, (size_t)B * H2);
+    linear_forward(a->recon, a->h2, p->dec3_w, p->dec3_b, B, H2, P);
+    sigmoid_forward(a->recon, a->recon, (size_t)B * P);
+}
+
+float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int mask,
+                      float recon_weight) {
+    const caps_config *c = &m->cfg;
+    caps_acts *a = &m->acts;
+    caps_params *p = &m->params;
+    CAPS_ASSERT(B >= 1 && B <= m->max_batch);
+    CAPS_ASSERT(labels || mask == CAPS_MASK_PREDICTED);
+    CAPS_ASSERT(recon_weight >= 0.0f);
+    int C = c->in_channels, S = c->image_size, C1 = c->conv1_channels, S1 = caps_conv1_out(c);
+    int TD = c->primary_types * c->primary_dim, G = caps_primary_grid(c);
+    int I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, D = c->primary_dim;
+    int R = c->routing_iters, P = caps_image_pixels(c);
+    m->batch = B;
+    m->recon_weight = recon_weight;
+
+    memcpy(a->x, x, (size_t)B * P * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        if (labels) CAPS_ASSERT(labels[b] >= 0 && labels[b] < J);
+        m->labels[b] = labels ? labels[b] : -1;
+    }
+    /* Conv1 + ReLU, then the PrimaryCaps convolution. */
+    conv2d_forward(a->a1, m->col, m->col_out, a->x, p->conv1_w, p->conv1_b, B, C, S, S, C1,
+                   c->conv1_kernel, c->conv1_stride, m->chunk1);
+    relu_forward(a->a1, a->a1, (size_t)B * C1 * S1 * S1);
+    conv2d_forward(a->prim, m->col, m->col_out, a->a1, p->prim_w, p->prim_b, B, C1, S1, S1, TD,
+                   c->primary_kernel, c->primary_stride, m->chunk2);
+    /* Primary capsules (eq. 1), predictions (eq. 2), routing (Procedure 1). */
+    primary_caps_forward(a->u_pre, a->prim, B, c->primary_types, D, G);
+    squash_forward(a->u, a->u_norm2, a->u_pre, B * I, D);
+    predict_forward(a->u_hat, a->u, p->caps_w, B, I, J, E, D);
+    routing_forward(a->route_v, a->route_c, a->route_s, a->route_n2, a->logits, a->u_hat, B, I,
+                    J, E, R);
+    const float *v = digit_output(m);
+    caps_length_forward(a->lengths, v, B * J, E);
+    caps_argmax(m->pred, a->lengths, B, J);
+
+    /* Decoder on one capsule per image. */
+    m->decoder_ran = recon_weight > 0.0f;
+    if (m->decoder_ran) {
+        for (int b = 0; b < B; b++) m->cls[b] = mask == CAPS_MASK_LABEL ? labels[b] : m->pred[b];
+        mask_forward(a->masked, v, m->cls, B, J, E);
+        decoder_forward(m, B);
+    }
+
+    m->loss = m->margin_loss = m->recon_loss = 0.0f;
+    if (!labels) return 0.0f;
+    margin_loss_forward(a->margin, a->lengths, m->labels, B, J);
+    if (m->decoder_ran) recon_loss_forward(a->recon_err, a->recon, a->x, B, P);
+    double margin = 0.0, recon = 0.0;
+    for (int b = 0; b < B; b++) {
+        margin += a->margin[b];
+        if (m->decoder_ran) recon += (double)recon_weight * a->recon_err[b];
+    }
+    m->margin_loss = (float)(margin / B);
+    m->recon_loss = (float)(recon / B);
+    m->loss = (float)((margin + recon) / B);
+    return m->loss;
+}
+
+void capsnet_decode(capsnet *m, float *out, const float *v, const int *cls, int B) {
+    const caps_config *c = &m->cfg;
+    CAPS_ASSERT(B >= 1 && B <= m->max_batch);
+    for (int b = 0; b < B; b++) CAPS_ASSERT(cls[b] >= 0 && cls[b] < c->num_classes);
+    mask_forward(m->acts.masked, v, cls, B, c->num_classes, c->digit_dim);
+    decoder_forward(m, B);
+    memcpy(out, m->acts.recon, (size_t)B * caps_image_pixels(c) * sizeof(float));
+    m->batch = 0; /* the activations no longer belong to a forward pass */
+}
+
+/* ------------------------------------------------------------------------ backward */
+
+void capsnet_zero_grad(capsnet *m) { memset(m->grads_mem, 0, m->num_params * sizeof(float)); }
+
+void capsnet_backward(capsnet *m) {
+    const caps_config *c = &m->cfg;
+    caps_acts *a = &m->acts;
+    caps_grad_acts *d = &m->dacts;
+    caps_params *p = &m->params, *g = &m->grads;
+    int B = m->batch;
+    CAPS_ASSERT(B >= 1 && m->labels[0] >= 0); /* a forward pass with labels came first */
+    int C = c->in_channels, S = c->image_size, C1 = c->conv1_channels, S1 = caps_conv1_out(c);
+    int TD = c->primary_types * c->primary_dim, G = caps_primary_grid(c);
+    int I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, D = c->primary_dim;
+    int R = c->routing_iters, P = caps_image_pixels(c);
+    int JE = J * E, H1 = c->decoder_hidden1, H2 = c->decoder_hidden2;
+    float scale = 1.0f / B; /* the loss is the batch mean */
+
+    /* Activation gradients accumulate, so they start at zero every pass. */
+    size_t gsz[CAPS_NUM_GRAD_ACTS], total = 0;
+    fill_grad_act_sizes(gsz, c, m->max_batch);
+    for (int k = 0; k < CAPS_NUM_GRAD_ACTS; k++) total += gsz[k];
+    memset(m->grad_acts_mem, 0, total * sizeof(float));
+
+    /* Margin loss -> lengths -> v. */
+    margin_loss_backward(d->lengths, a->lengths, m->labels, scale, B, J);
+    const float *v = digit_output(m);
+    caps_length_backward(d->v, d->lengths, v, a->lengths, B * J, E);
+
+    /* Reconstruction loss -> decoder -> the masked capsule of v. */
+    if (m->decoder_ran) {
+        recon_loss_backward(d->recon, a->recon, a->x, m->recon_weight * scale, B, P);
+        sigmoid_backward(d->z3_dec, d->recon, a->recon, (size_t)B * P);
+        linear_backward(d->h2, g->dec3_w, g->dec3_b, d->z3_dec, a->h2, p->dec3_w, B, H2, P);
+        relu_backward(d->z2_dec, d->h2, a->h2, (size_t)B * H2);
+        linear_backward(d->h1, g->dec2_w, g->dec2_b, d->z2_dec, a->h1, p->dec2_w, B, H1, H2);
+        relu_backward(d->z1_dec, d->h1, a->h1, (size_t)B * H1);
+        linear_backward(d->masked, g->dec1_w, g->dec1_b, d->z1_dec, a->masked, p->dec1_w, B, JE,
+                        H1);
+        mask_backward(d->v, d->masked, m->cls, B, J, E);
+    }
+
+    /* Routing -> predictions -> primary capsules -> convolutions. */
+    routing_backward(d->u_hat, d->routing, d->v, a->route_v, a->route_c, a->route_s,
+                     a->route_n2, a->u_hat, B, I, J, E, R);
+    predict_backward(d->u, g->caps_w, d->u_hat, a->u, p->caps_w, B, I, J, E, D);
+    squash_backward(d->u_pre, d->u, a->u_pre, a->u_norm2, B * I, D);
+    primary_caps_backward(d->prim, d->u_pre, B, c->primary_types, D, G);
+    conv2d_backward(d->a1, g->prim_w, g->prim_b, m->col, m->col_out, d->prim, a->a1, p->prim_w,
+                    B, C1, S1, S1, TD, c->primary_kernel, c->primary_stride, m->chunk2);
+    relu_backward(d->z1, d->a1, a->a1, (size_t)B * C1 * S1 * S1);
+    conv2d_backward(NULL, g->conv1_w, g->conv1_b, m->col, m->col_out, d->z1, a->x, p->conv1_w, B,
+                    C, S, S, C1, c->conv1_kernel, c->conv1_stride, m->chunk1);
+}
+
+/* ------------------------------------------------------------------------ Adam */
+
+void caps_adam_default(caps_adam *hp) {
+    hp->lr = 1e-3f;
+    hp->beta1 = 0.9f;
+    hp->beta2 = 0.999f;
+    hp->eps = 1e-8f;
+}
+
+void capsnet_adam_step(capsnet *m, const caps_adam *hp, float lr) {
+    m->adam_t++;
+    adam_update(m->params_mem, m->m_mem, m->v_mem, m->grads_mem, m->num_params, lr, hp->beta1,
+                hp->beta2, hp->eps, (long long)m->adam_t);
+}

@@ -1,0 +1,88 @@
+/*
+ * model.h: the inside of a capsnet model: arenas, activations and their gradients.
+ * The library and its tests include this; programs use only capsnet.h.
+ */
+#ifndef CAPS_MODEL_H
+#define CAPS_MODEL_H
+
+#include "capsnet.h"
+
+/* Activations of one forward pass, for up to max_batch images (B below), with the caches
+ * backward needs. Letters as in layers.h; C1 x S1 x S1 the Conv1 output, H1/H2 the decoder. */
+typedef struct {
+    float *x;        /* [B][C][H][W] the input, kept as the reconstruction target */
+    float *a1;       /* [B][C1][S1][S1] Conv1 output after ReLU */
+    float *prim;     /* [B][T*D][G][G] PrimaryCaps convolution output */
+    float *u_pre;    /* [B][I][D] the same values read as capsules, before squash */
+    float *u;        /* [B][I][D] primary capsules u_i */
+    float *u_norm2;  /* [B][I] |u_pre|^2, squash cache */
+    float *u_hat;    /* [B][I][J][E] prediction vectors */
+    float *route_c;  /* [R][B][I][J] couplings of every round */
+    float *route_s;  /* [R][B][J][E] */
+    float *route_v;  /* [R][B][J][E]; route_v[R-1] is the DigitCaps output v */
+    float *route_n2; /* [R][B][J] */
+    float *logits;   /* [B][I][J] routing logits b_ij (scratch) */
+    float *lengths;  /* [B][J] class scores */
+    float *margin;   /* [B] margin loss per image */
+    float *masked;   /* [B][J*E] decoder input */
+    float *h1;       /* [B][H1] */
+    float *h2;       /* [B][H2] */
+    float *recon;    /* [B][P] */
+    float *recon_err;/* [B] sum of squared errors per image */
+} caps_acts;
+
+#define CAPS_NUM_ACTS 19
+
+/* Gradients of the activations that backward passes between layers. */
+typedef struct {
+    float *a1;      /* [B][C1][S1][S1] d(Conv1 output after ReLU) */
+    float *z1;      /* [B][C1][S1][S1] d(Conv1 output before ReLU) */
+    float *prim;    /* [B][T*D][G][G] */
+    float *u_pre;   /* [B][I][D] */
+    float *u;       /* [B][I][D] */
+    float *u_hat;   /* [B][I][J][E] */
+    float *v;       /* [B][J][E] */
+    float *lengths; /* [B][J] */
+    float *masked;  /* [B][J*E] */
+    float *h1;      /* [B][H1] after ReLU */
+    float *z1_dec;  /* [B][H1] before ReLU */
+    float *h2;      /* [B][H2] after ReLU */
+    float *z2_dec;  /* [B][H2] before ReLU */
+    float *recon;   /* [B][P] after sigmoid */
+    float *z3_dec;  /* [B][P] before sigmoid */
+    float *routing; /* [B][routing_scratch_size] scratch */
+} caps_grad_acts;
+
+#define CAPS_NUM_GRAD_ACTS 16
+
+struct capsnet {
+    caps_config cfg;
+    int max_batch;
+
+    size_t param_sizes[CAPS_NUM_PARAM_TENSORS];
+    size_t num_params;
+    float *params_mem, *grads_mem, *m_mem, *v_mem; /* one arena each, tensor order */
+    caps_params params, grads, adam_m, adam_v;
+    int64_t adam_t;
+
+    float *acts_mem, *grad_acts_mem;
+    caps_acts acts;
+    caps_grad_acts dacts;
+
+    /* Convolution scratch: im2col columns and the product before it returns to NCHW,
+     * for chunk1 / chunk2 images at a time. */
+    float *col, *col_out;
+    int chunk1, chunk2;
+
+    int *labels; /* [B] copy of the labels of the last forward pass (or -1) */
+    int *cls;    /* [B] the capsule the decoder saw */
+    int *pred;   /* [B] predicted classes */
+
+    /* What the last forward pass did, for backward. */
+    int batch;
+    int decoder_ran;
+    float recon_weight;
+    float loss, margin_loss, recon_loss;
+};
+
+#endif /* CAPS_MODEL_H */

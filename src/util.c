@@ -1,0 +1,92 @@
+/*
+ * util.c: error messages, aligned allocation, atomic file writes.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+int caps_fail(caps_error *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+        err->hint[0] = '\0';
+    }
+    return code;
+}
+
+void caps_hint(caps_error *err, const char *fmt, ...) {
+    if (!err) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->hint, sizeof err->hint, fmt, ap);
+    va_end(ap);
+}
+
+/* 64 bytes: one cache line, and a whole AVX-512 register, for every arena. */
+#define CAPS_ALIGN 64
+
+void *caps_alloc(size_t count, size_t size) {
+    if (size != 0 && count > SIZE_MAX / size) return NULL;
+    size_t bytes = count * size;
+    if (bytes == 0) bytes = CAPS_ALIGN;
+    if (bytes > SIZE_MAX - CAPS_ALIGN) return NULL;
+    bytes = (bytes + CAPS_ALIGN - 1) / CAPS_ALIGN * CAPS_ALIGN;
+    void *p = aligned_alloc(CAPS_ALIGN, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+int caps_atomic_open(caps_atomic_file *af, const char *path, caps_error *err) {
+    af->f = NULL;
+    if (strlen(path) >= sizeof af->path)
+        return caps_fail(err, CAPS_ERR_ARG, "%s: path too long", path);
+    strcpy(af->path, path);
+    /* The temporary file sits in the same folder, so the rename cannot cross filesystems. */
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return caps_fail(err, CAPS_ERR_IO, "%s: cannot create temporary file %s (%s)", path, af->tmp,
+                         strerror(errno));
+    af->f = fdopen(fd, "wb");
+    if (!af->f) {
+        int e = errno;
+        close(fd);
+        unlink(af->tmp);
+        return caps_fail(err, CAPS_ERR_IO, "%s: cannot open stream (%s)", af->tmp, strerror(e));
+    }
+    return CAPS_OK;
+}
+
+int caps_atomic_commit(caps_atomic_file *af, caps_error *err) {
+    int bad = ferror(af->f);
+    int e = bad ? EIO : 0;
+    if (!bad && fflush(af->f) != 0) bad = 1, e = errno;
+    if (!bad && fsync(fileno(af->f)) != 0) bad = 1, e = errno;
+    if (fclose(af->f) != 0 && !bad) bad = 1, e = errno;
+    af->f = NULL;
+    if (bad) {
+        unlink(af->tmp);
+        return caps_fail(err, CAPS_ERR_IO, "%s: write failed (%s)", af->path, strerror(e));
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        e = errno;
+        unlink(af->tmp);
+        return caps_fail(err, CAPS_ERR_IO, "%s: cannot rename from %s (%s)", af->path, af->tmp,
+                         strerror(e));
+    }
+    return CAPS_OK;
+}
+
+void caps_atomic_abort(caps_atomic_file *af) {
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    unlink(af->tmp);
+}

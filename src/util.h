@@ -1,0 +1,50 @@
+/*
+ * util.h: what every file of the library shares: the always-on assert for programmer
+ * errors, the error-message helper for input errors, aligned allocation, and atomic files.
+ */
+#ifndef CAPS_UTIL_H
+#define CAPS_UTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "capsnet.h"
+
+/* Programmer errors (a wrong shape, a broken invariant) abort with file:line, in every
+ * build: a silent wrong answer costs more than the branch. */
+#define CAPS_ASSERT(cond)                                                              \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                   \
+        }                                                                              \
+    } while (0)
+
+#if defined(__GNUC__)
+#define CAPS_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CAPS_PRINTF(a, b)
+#endif
+
+/* Fills err (when not NULL) with a formatted message and returns code. */
+int caps_fail(caps_error *err, int code, const char *fmt, ...) CAPS_PRINTF(3, 4);
+/* Sets the hint line of err (when not NULL). */
+void caps_hint(caps_error *err, const char *fmt, ...) CAPS_PRINTF(2, 3);
+
+/* 64-byte aligned, zeroed allocation of bytes (NULL on failure or overflow); free with free(). */
+void *caps_alloc(size_t count, size_t size);
+
+/* Atomic file writes: open a temporary file beside path, write, then caps_atomic_commit
+ * flushes, fsyncs and renames it over path (or caps_atomic_abort removes it). A reader of
+ * path sees the old file or the new one, never a half-written one. */
+typedef struct {
+    FILE *f;
+    char path[4096];
+    char tmp[4096 + 32];
+} caps_atomic_file;
+
+int caps_atomic_open(caps_atomic_file *af, const char *path, caps_error *err);
+int caps_atomic_commit(caps_atomic_file *af, caps_error *err);
+void caps_atomic_abort(caps_atomic_file *af);
+
+#endif /* CAPS_UTIL_H */

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Runs every test binary of a build, then prints one "N passed, N failed" line over all.
+#   tests/run.sh BUILD_DIR PROGRAM
+# CAPS_TEST_THREADS (default "1 2") lists the thread counts the unit tests run with.
+set -u
+build=${1:-build}
+program=${2:-./capsnet}
+threads=${CAPS_TEST_THREADS:-"1 2"}
+passed=0
+failed=0
+broken=""
+export CAPS_PROGRAM="$program"
+
+tally() { # $1: a test's output; adds its "N passed, M failed" line to the totals
+    line=$(printf '%s\n' "$1" | grep -E '[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    p=$(printf '%s\n' "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')
+    f=$(printf '%s\n' "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+}
+
+run() { # $1: label, rest: command
+    label=$1
+    shift
+    start=$(date +%s)
+    out=$("$@" 2>&1)
+    rc=$?
+    printf '%s\n' "$out" | sed 's/^/  /'
+    printf '%s (%ss)\n' "$label" $(($(date +%s) - start))
+    tally "$out"
+    if [ $rc -ne 0 ]; then
+        # A crash prints no summary: count it as one failure so it cannot pass silently.
+        printf '%s\n' "$out" | grep -qE '[0-9]+ passed, [1-9][0-9]* failed' || failed=$((failed + 1))
+        broken="$broken $label"
+    fi
+}
+
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    case "$name" in
+    test_train) OMP_NUM_THREADS=2 run "$name" "$t" ;; # end-to-end: once, on 2 threads
+    *) for n in $threads; do OMP_NUM_THREADS=$n run "$name (threads $n)" "$t"; done ;;
+    esac
+done
+for t in tests/cli/*.sh; do
+    [ -f "$t" ] || continue
+    run "$(basename "$t")" sh "$t" "$program"
+done
+
+[ -n "$broken" ] && echo "failing:$broken"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,241 @@
+/*
+ * test_network.c: the whole network. The MNIST configuration's parameter count, shape
+ * checks, masking by label in training and by prediction at test, and a finite-difference
+ * check of every parameter's gradient at a tiny configuration, through every layer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "layers.h"
+#include "model.h"
+#include "test.h"
+
+/* 10x10 image, Conv1 4 @ 3x3 -> 8x8, PrimaryCaps 3 types x 4D @ 3x3 stride 2 -> 3x3 grid
+ * (27 capsules), 4 classes x 5D, decoder 8 -> 12 -> 100. */
+static caps_config tiny_config(int routing) {
+    caps_config c = {10, 1, 4, 3, 1, 3, 4, 3, 2, 4, 5, routing, 8, 12};
+    return c;
+}
+
+TEST(mnist_shapes_and_parameter_count) {
+    caps_config c;
+    caps_config_mnist(&c);
+    EXPECT(caps_config_check(&c, NULL) == CAPS_OK, "MNIST config rejected");
+    EXPECT(caps_conv1_out(&c) == 20, "Conv1 output %d", caps_conv1_out(&c));
+    EXPECT(caps_primary_grid(&c) == 6, "primary grid %d", caps_primary_grid(&c));
+    EXPECT(caps_num_primary(&c) == 1152, "primary capsules %d", caps_num_primary(&c));
+    EXPECT(caps_num_params(&c) == 8215568, "parameters %zu, the paper's network has 8215568",
+           caps_num_params(&c));
+}
+
+TEST(bad_configs_are_rejected) {
+    caps_config c;
+    caps_error err;
+    caps_config_mnist(&c);
+    c.primary_kernel = 21;
+    EXPECT(caps_config_check(&c, &err) == CAPS_ERR_ARG && strstr(err.msg, "primary_kernel"),
+           "primary kernel 21: %s", err.msg);
+    caps_config_mnist(&c);
+    c.routing_iters = 0;
+    EXPECT(caps_config_check(&c, &err) == CAPS_ERR_ARG && strstr(err.msg, "routing_iters"),
+           "routing 0: %s", err.msg);
+    caps_config_mnist(&c);
+    c.num_classes = 1;
+    EXPECT(caps_config_check(&c, &err) == CAPS_ERR_ARG, "1 class accepted");
+    capsnet *m = NULL;
+    caps_config_mnist(&c);
+    EXPECT(capsnet_create(&m, &c, 0, &err) == CAPS_ERR_ARG && m == NULL, "batch 0 accepted");
+}
+
+/* ---- whole-network finite differences */
+
+enum { NB = 3 };
+
+typedef struct {
+    capsnet *m;
+    const float *x;
+    const int *labels;
+    int mask;
+    float recon_weight;
+} net_ctx;
+
+/* The loss, and the kinks it crossed: ReLUs of Conv1 and the decoder, the margin's hinges,
+ * and the predicted classes (which pick the decoder's capsule at test time). */
+static double net_loss(void *ctx, uint64_t *sig) {
+    net_ctx *n = ctx;
+    capsnet *m = n->m;
+    const caps_config *c = &m->cfg;
+    capsnet_forward(m, n->x, n->labels, NB, n->mask, n->recon_weight);
+    /* The batch mean, accumulated in double from the per-image terms (the float that
+     * capsnet_forward returns would round away the differences being measured). */
+    double loss = 0;
+    for (int b = 0; b < NB; b++)
+        loss += m->acts.margin[b] + (double)n->recon_weight * m->acts.recon_err[b];
+    loss /= NB;
+    uint64_t s = 0;
+    size_t n1 = (size_t)NB * c->conv1_channels * caps_conv1_out(c) * caps_conv1_out(c);
+    for (size_t k = 0; k < n1; k++) s = gc_mix(s, m->acts.a1[k] > 0.0f);
+    for (int k = 0; k < NB * c->decoder_hidden1; k++) s = gc_mix(s, m->acts.h1[k] > 0.0f);
+    for (int k = 0; k < NB * c->decoder_hidden2; k++) s = gc_mix(s, m->acts.h2[k] > 0.0f);
+    for (int k = 0; k < NB * c->num_classes; k++) {
+        float l = m->acts.lengths[k];
+        s = gc_mix(s, (l > MARGIN_M_PLUS) * 2 + (l > MARGIN_M_MINUS));
+    }
+    if (n->mask == CAPS_MASK_PREDICTED)
+        for (int b = 0; b < NB; b++) s = gc_mix(s, (uint64_t)m->pred[b]);
+    *sig = s;
+    return loss;
+}
+
+static void check_network(int routing, int mask, float recon_weight, uint64_t seed) {
+    caps_config c = tiny_config(routing);
+    capsnet *m = NULL;
+    caps_error err;
+    EXPECT(capsnet_create(&m, &c, NB, &err) == CAPS_OK, "create: %s", err.msg);
+    if (!m) return;
+    capsnet_init_weights(m, seed);
+    /* The default W scale suits 1152 children; with 27 the lengths would all be ~0 and
+     * only the true-class margin would be active. Larger weights exercise every term. */
+    for (size_t k = 0; k < m->param_sizes[4]; k++) m->params.caps_w[k] *= 30.0f;
+    /* Keep every ReLU far from its kink, where finite differences mean nothing: even Conv1
+     * channels always on (positive weights on positive pixels, bias 0.5), odd ones always
+     * off; decoder units biased to +-0.5, far beyond what the small capsules add. Both
+     * branches of each ReLU are exercised, and no step of the check crosses between them. */
+    int K1 = c.in_channels * c.conv1_kernel * c.conv1_kernel;
+    for (int o = 0; o < c.conv1_channels; o++) {
+        float sign = o % 2 ? -1.0f : 1.0f;
+        for (int k = 0; k < K1; k++)
+            m->params.conv1_w[o * K1 + k] = sign * fabsf(m->params.conv1_w[o * K1 + k]);
+        m->params.conv1_b[o] = 0.5f * sign;
+    }
+    for (int k = 0; k < c.decoder_hidden1; k++) m->params.dec1_b[k] = k % 3 ? 0.5f : -0.5f;
+    for (int k = 0; k < c.decoder_hidden2; k++) m->params.dec2_b[k] = k % 3 ? 0.5f : -0.5f;
+    caps_rng r;
+    caps_rng_seed(&r, seed, 7);
+    int P = caps_image_pixels(&c);
+    float *x = gc_vec((size_t)NB * P);
+    /* Pixels near the decoder's first outputs keep the squared error, and with it the
+     * loss's float32 rounding, small. */
+    gc_fill(x, (size_t)NB * P, 0.3f, 0.7f, &r);
+    int labels[NB] = {1, 3, 0};
+    net_ctx n = {m, x, labels, mask, recon_weight};
+    uint64_t sig;
+    net_loss(&n, &sig);
+    capsnet_zero_grad(m);
+    capsnet_backward(m);
+    float *analytic = gc_vec(m->num_params);
+    memcpy(analytic, m->grads_mem, m->num_params * sizeof(float));
+    size_t off = 0;
+    for (int t = 0; t < CAPS_NUM_PARAM_TENSORS; t++) {
+        size_t sz = m->param_sizes[t];
+        int decoder = t >= 5;
+        char name[64];
+        snprintf(name, sizeof name, "R=%d mask=%d %s", routing, mask, capsnet_param_name(t));
+        /* Every element: none may fail; most must be checked (not skipped at a kink). */
+        gc_result res = gradcheck(name, m->params_mem + off, sz, analytic + off, net_loss, &n,
+                                  1e-2, 2e-2, 1e-3);
+        EXPECT(res.failed == 0 && res.checked >= sz * 3 / 4,
+               "%s: %zu of %zu failed, %zu skipped (max rel err %.3g)", name, res.failed, sz,
+               res.skipped, res.max_rel_err);
+        /* The whole tensor along its gradient, where single elements drown in rounding.
+         * The decoder's share of the loss at the paper's weight 0.0005 is below float32
+         * resolution, and without the decoder its gradient must be exactly 0 (below). */
+        if (!decoder || recon_weight >= 1.0f) {
+            double along = gradcheck_along(m->params_mem + off, sz, analytic + off, net_loss, &n,
+                                           1e-2);
+            EXPECT(along >= 0.0 && along < 1e-2,
+                   "%s: directional derivative along the gradient off by %.3g "
+                   "(-1: kinks at every step, -2: below rounding)", name, along);
+        }
+        off += sz;
+    }
+    if (recon_weight == 0.0f) {
+        double dec = 0;
+        for (size_t k = m->num_params - (m->param_sizes[5] + m->param_sizes[6] +
+                                         m->param_sizes[7] + m->param_sizes[8] +
+                                         m->param_sizes[9] + m->param_sizes[10]);
+             k < m->num_params; k++)
+            dec += fabs(analytic[k]);
+        EXPECT(dec == 0.0, "decoder gradients %g without the reconstruction loss", dec);
+    }
+    free(x), free(analytic);
+    capsnet_free(m);
+}
+
+/* A reconstruction weight of 1 (not 0.0005) makes the decoder's gradients large enough to
+ * stand out of float32 rounding; the weight is only a factor in the code under test. */
+TEST(gradients_three_rounds) { check_network(3, CAPS_MASK_LABEL, 1.0f, 101); }
+TEST(gradients_one_round) { check_network(1, CAPS_MASK_LABEL, 1.0f, 102); }
+TEST(gradients_two_rounds_predicted_mask) { check_network(2, CAPS_MASK_PREDICTED, 1.0f, 103); }
+TEST(gradients_three_rounds_paper_weight) { check_network(3, CAPS_MASK_LABEL, 0.0005f, 105); }
+TEST(gradients_without_decoder) { check_network(3, CAPS_MASK_LABEL, 0.0f, 104); }
+
+/* Training masks by the TRUE label, test by the PREDICTION: the decoder input holds the
+ * capsule of that class and nothing else. */
+TEST(decoder_mask_label_in_training_prediction_at_test) {
+    caps_config c = tiny_config(3);
+    capsnet *m = NULL;
+    caps_error err;
+    EXPECT(capsnet_create(&m, &c, NB, &err) == CAPS_OK, "create: %s", err.msg);
+    if (!m) return;
+    capsnet_init_weights(m, 5);
+    caps_rng r;
+    caps_rng_seed(&r, 5, 5);
+    int P = caps_image_pixels(&c), J = c.num_classes, E = c.digit_dim;
+    float *x = gc_vec((size_t)NB * P);
+    gc_fill(x, (size_t)NB * P, 0, 1, &r);
+    int labels[NB];
+    for (int mask = 0; mask < 2; mask++) {
+        capsnet_forward(m, x, NULL, NB, CAPS_MASK_PREDICTED, 0.0005f);
+        /* Labels that differ from every prediction. */
+        for (int b = 0; b < NB; b++) labels[b] = (m->pred[b] + 1) % J;
+        capsnet_forward(m, x, labels, NB, mask, 0.0005f);
+        const float *v = capsnet_digit_caps(m);
+        for (int b = 0; b < NB; b++) {
+            int want = mask == CAPS_MASK_LABEL ? labels[b] : m->pred[b];
+            int bad = 0;
+            for (int j = 0; j < J; j++)
+                for (int e = 0; e < E; e++) {
+                    float got = m->acts.masked[(b * J + j) * E + e];
+                    bad += got != (j == want ? v[(b * J + j) * E + e] : 0.0f);
+                }
+            EXPECT(bad == 0, "mask %d image %d: decoder input is not capsule %d alone", mask, b,
+                   want);
+        }
+    }
+    free(x);
+    capsnet_free(m);
+}
+
+/* One seed, one set of weights; another seed, other weights. */
+TEST(initialisation_is_seeded) {
+    caps_config c = tiny_config(3);
+    capsnet *a = NULL, *b = NULL;
+    capsnet_create(&a, &c, 1, NULL);
+    capsnet_create(&b, &c, 1, NULL);
+    EXPECT(a && b, "create failed");
+    if (!a || !b) return;
+    capsnet_init_weights(a, 9);
+    capsnet_init_weights(b, 9);
+    EXPECT(memcmp(a->params_mem, b->params_mem, a->num_params * sizeof(float)) == 0,
+           "same seed, different weights");
+    capsnet_init_weights(b, 10);
+    EXPECT(memcmp(a->params_mem, b->params_mem, a->num_params * sizeof(float)) != 0,
+           "different seeds, same weights");
+    capsnet_free(a);
+    capsnet_free(b);
+}
+
+int main(void) {
+    RUN(mnist_shapes_and_parameter_count);
+    RUN(bad_configs_are_rejected);
+    RUN(gradients_three_rounds);
+    RUN(gradients_one_round);
+    RUN(gradients_two_rounds_predicted_mask);
+    RUN(gradients_three_rounds_paper_weight);
+    RUN(gradients_without_decoder);
+    RUN(decoder_mask_label_in_training_prediction_at_test);
+    RUN(initialisation_is_seeded);
+    return TEST_SUMMARY();
+}
