@@ -62,7 +62,13 @@ typedef struct {
 #define CAPS_CONFIG_FIELDS 14
 
 void caps_config_mnist(caps_config *cfg);
-/* CAPS_OK when every shape is positive and consistent; else CAPS_ERR_ARG naming the field. */
+/* The fields by number (0 .. CAPS_CONFIG_FIELDS-1, declaration order) and their names. */
+const char *caps_config_field_name(int k);
+int caps_config_get(const caps_config *cfg, int k);
+void caps_config_set(caps_config *cfg, int k, int value);
+/* CAPS_OK when every shape is positive and consistent and the network's size stays far from
+ * overflow (parameters and activations per image below 2^31); else CAPS_ERR_ARG naming the
+ * field. Every other function may assume a checked configuration. */
 int caps_config_check(const caps_config *cfg, caps_error *err);
 /* Derived shapes. */
 int caps_conv1_out(const caps_config *cfg);      /* Conv1 output side (20) */
@@ -188,6 +194,100 @@ int caps_idx_load(caps_dataset *ds, const char *images_path, const char *labels_
 int caps_dataset_load(caps_dataset *ds, const char *dir, int train, int num_classes,
                       caps_error *err);
 void caps_dataset_free(caps_dataset *ds);
+
+/* Builds a batch: x [B][C][H][W] in [0, 1] and labels [B] from images idx[0..B-1] of ds,
+ * each shifted by its own random dx, dy in [-max_shift, max_shift] with zero fill (the
+ * paper's only augmentation), drawn from rng; max_shift 0 copies the images as they are. */
+void caps_make_batch(float *x, int *labels, const caps_dataset *ds, const int *idx, int B,
+                     int max_shift, caps_rng *rng);
+
+/* ------------------------------------------------------------------------ training */
+
+/* Everything about a training run that a model file keeps, so that --resume continues it. */
+typedef struct {
+    /* The recipe, fixed for a run. */
+    float lr;           /* initial learning rate (1e-3) */
+    float lr_decay;     /* the learning rate is lr * lr_decay^epoch (0.9) */
+    float beta1, beta2, adam_eps;
+    float recon_weight; /* 0.0005; 0 trains without the decoder */
+    int batch;          /* images per step (100) */
+    int max_shift;      /* random shift in pixels (2) */
+    int limit;          /* training images used, 0 = all */
+    uint64_t seed;      /* weights, shuffles and shifts all derive from it */
+    /* Progress. */
+    int epoch;              /* epochs completed */
+    int64_t batch_in_epoch; /* batches completed in the current epoch (0 at its start) */
+} caps_train_state;
+
+void caps_train_state_default(caps_train_state *st);
+
+/* Where an epoch stands, for progress lines. */
+typedef struct {
+    int epoch;       /* 0-based */
+    int batch;       /* batches done */
+    int batches;     /* batches in the epoch */
+    double loss;     /* mean loss over the batches done */
+    double seconds;  /* since the epoch (or evaluation) started */
+    int64_t images;  /* images done */
+} caps_progress;
+
+/* Called after every batch; return non-zero to stop early (e.g. on SIGINT). */
+typedef int (*caps_progress_fn)(const caps_progress *p, void *ctx);
+
+typedef struct {
+    double loss, margin, recon; /* means over the epoch's images */
+    int64_t images;
+    double seconds;
+    int stopped; /* the callback asked to stop before the end of the epoch */
+} caps_epoch_stats;
+
+/* Trains epoch st->epoch from batch st->batch_in_epoch to its end: images in an order
+ * shuffled by (seed, epoch), each shifted at random, labels masking the decoder, Adam with
+ * learning rate lr * lr_decay^epoch. Updates st (epoch and batch position) as it goes.
+ * Returns CAPS_ERR_NUMERIC, naming the step, if the loss becomes NaN or infinite; the
+ * weights are then those before that step. */
+int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train,
+                     caps_epoch_stats *out, caps_progress_fn cb, void *ctx, caps_error *err);
+
+/* Accuracy, per-class accuracy, confusion matrix and mean loss on a data set, with the
+ * decoder masked by the PREDICTED class, as at test time. */
+typedef struct {
+    int num_classes;
+    int total, correct;
+    double loss, margin, recon; /* means over the images */
+    int *class_total;           /* [J] images of each true class */
+    int *class_correct;         /* [J] */
+    int *confusion;             /* [J][J]: [true][predicted] counts */
+    double seconds;
+} caps_eval;
+
+/* Evaluates the first `limit` images of ds (0 = all) in batches of the model's max_batch. */
+int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_weight,
+                  caps_eval *ev, caps_progress_fn cb, void *ctx, caps_error *err);
+void caps_eval_free(caps_eval *ev);
+
+/* ------------------------------------------------------------------------ model files */
+
+/* A model file holds the configuration, the training state, the parameters, the Adam
+ * moments, the training log (CSV text) and a CRC-32 of all of it; docs/model-format.md
+ * describes the layout. Written atomically: temporary file, fsync, rename. */
+#define CAPS_MODEL_MAGIC "CAPSNET"
+#define CAPS_MODEL_VERSION 1
+
+/* st is required; log may be NULL (no log). A failed save leaves the previous file as it was. */
+int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, const char *path,
+                    caps_error *err);
+/* Reads a model file, creating a model of the file's configuration for batches of up to
+ * max_batch. st and log may be NULL; *log, when asked for, is malloc'ed (free it).
+ * On failure *m and *log are NULL and st is untouched. */
+int caps_model_load(capsnet **m, caps_train_state *st, char **log, const char *path,
+                    int max_batch, caps_error *err);
+/* Loads into an existing model; a file of another configuration is refused. The model is
+ * changed only when the whole file has been read and its checksum verified. */
+int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const char *path,
+                         caps_error *err);
+/* Reads and checks the header only (magic, version, configuration, training state). */
+int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, caps_error *err);
 
 /* ------------------------------------------------------------------------ images */
 

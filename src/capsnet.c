@@ -16,6 +16,7 @@
  * allocates everything; forward and backward allocate nothing.
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -27,11 +28,14 @@
 #include "util.h"
 
 /* Initial W_ij ~ N(0, CAPS_W_INIT_STD^2). With c_ij = 1/J in the first round, s_j sums
- * I = 1152 predictions; N(0, 1) weights (a common choice) make every |s_j| about 7, so
- * every |v_j| starts near 1, deep in the flat part of the squash where gradients vanish
- * and the absent-class margin terms dominate. With 0.01 the first |s_j| are about 0.1,
- * where the squash is steep, and the margin loss sees every class start short. */
-#define CAPS_W_INIT_STD 0.01f
+ * I = 1152 predictions. N(0, 1) weights (a common choice) make every |v_j| start near 1,
+ * in the flat part of the squash where its gradient vanishes, with all ten absent-class
+ * margin terms active: on MNIST the loss stays at 3.6 and accuracy at chance (measured:
+ * 30 steps of batch 100 give 11% test accuracy with std 1.0 or 0.3, 65% with 0.1, 71%
+ * with 0.05, 76% with 0.03, 68% with 0.02, 62% with 0.01). With 0.03 every class starts
+ * short (|v_j| ~ 0.002), only the true class's margin term pulls, and it pulls each
+ * capsule towards its own class from the first step. */
+#define CAPS_W_INIT_STD 0.03f
 
 /* Budget for the im2col scratch of a convolution chunk (columns and product). */
 #define CAPS_CONV_SCRATCH_BYTES ((size_t)48 << 20)
@@ -72,26 +76,58 @@ int caps_image_pixels(const caps_config *c) {
     return c->in_channels * c->image_size * c->image_size;
 }
 
-/* Limits keep every size computation far from overflow and reject nonsense early. */
+/* The fields in declaration order: the order in model files, the names in messages. */
+static const struct {
+    const char *name;
+    size_t offset;
+} config_fields[CAPS_CONFIG_FIELDS] = {
+    {"image_size", offsetof(caps_config, image_size)},
+    {"in_channels", offsetof(caps_config, in_channels)},
+    {"conv1_channels", offsetof(caps_config, conv1_channels)},
+    {"conv1_kernel", offsetof(caps_config, conv1_kernel)},
+    {"conv1_stride", offsetof(caps_config, conv1_stride)},
+    {"primary_types", offsetof(caps_config, primary_types)},
+    {"primary_dim", offsetof(caps_config, primary_dim)},
+    {"primary_kernel", offsetof(caps_config, primary_kernel)},
+    {"primary_stride", offsetof(caps_config, primary_stride)},
+    {"num_classes", offsetof(caps_config, num_classes)},
+    {"digit_dim", offsetof(caps_config, digit_dim)},
+    {"routing_iters", offsetof(caps_config, routing_iters)},
+    {"decoder_hidden1", offsetof(caps_config, decoder_hidden1)},
+    {"decoder_hidden2", offsetof(caps_config, decoder_hidden2)},
+};
+
+const char *caps_config_field_name(int k) {
+    CAPS_ASSERT(k >= 0 && k < CAPS_CONFIG_FIELDS);
+    return config_fields[k].name;
+}
+
+int caps_config_get(const caps_config *c, int k) {
+    CAPS_ASSERT(k >= 0 && k < CAPS_CONFIG_FIELDS);
+    int v;
+    memcpy(&v, (const char *)c + config_fields[k].offset, sizeof v);
+    return v;
+}
+
+void caps_config_set(caps_config *c, int k, int v) {
+    CAPS_ASSERT(k >= 0 && k < CAPS_CONFIG_FIELDS);
+    memcpy((char *)c + config_fields[k].offset, &v, sizeof v);
+}
+
+/* Limits keep every size computation far from overflow and reject nonsense early: each
+ * field at most CAPS_MAX_DIM, and the products (in double, so they cannot overflow while
+ * being checked) at most CAPS_MAX_ELEMS: the parameter count, the activations of one
+ * image, and the int-valued derived sizes. */
 #define CAPS_MAX_DIM 4096
+#define CAPS_MAX_ELEMS ((double)(1u << 31) - 1.0)
 
 int caps_config_check(const caps_config *c, caps_error *err) {
-    const struct {
-        const char *name;
-        int value;
-    } f[CAPS_CONFIG_FIELDS] = {
-        {"image_size", c->image_size},         {"in_channels", c->in_channels},
-        {"conv1_channels", c->conv1_channels}, {"conv1_kernel", c->conv1_kernel},
-        {"conv1_stride", c->conv1_stride},     {"primary_types", c->primary_types},
-        {"primary_dim", c->primary_dim},       {"primary_kernel", c->primary_kernel},
-        {"primary_stride", c->primary_stride}, {"num_classes", c->num_classes},
-        {"digit_dim", c->digit_dim},           {"routing_iters", c->routing_iters},
-        {"decoder_hidden1", c->decoder_hidden1}, {"decoder_hidden2", c->decoder_hidden2},
-    };
-    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
-        if (f[k].value < 1 || f[k].value > CAPS_MAX_DIM)
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++) {
+        int v = caps_config_get(c, k);
+        if (v < 1 || v > CAPS_MAX_DIM)
             return caps_fail(err, CAPS_ERR_ARG, "config: %s out of range (expected 1..%d, got %d)",
-                             f[k].name, CAPS_MAX_DIM, f[k].value);
+                             config_fields[k].name, CAPS_MAX_DIM, v);
+    }
     if (c->conv1_kernel > c->image_size)
         return caps_fail(err, CAPS_ERR_ARG,
                          "config: conv1_kernel larger than the image (expected <= %d, got %d)",
@@ -103,6 +139,21 @@ int caps_config_check(const caps_config *c, caps_error *err) {
     if (c->num_classes < 2)
         return caps_fail(err, CAPS_ERR_ARG, "config: num_classes too small (expected >= 2, got %d)",
                          c->num_classes);
+    double C = c->in_channels, S = c->image_size, C1 = c->conv1_channels, K1 = c->conv1_kernel;
+    double S1 = caps_conv1_out(c), G = caps_primary_grid(c), K2 = c->primary_kernel;
+    double D = c->primary_dim, TD = (double)c->primary_types * D, I = c->primary_types * G * G;
+    double J = c->num_classes, E = c->digit_dim, R = c->routing_iters;
+    double H1 = c->decoder_hidden1, H2 = c->decoder_hidden2, P = C * S * S;
+    double params = C1 * C * K1 * K1 + C1 + TD * C1 * K2 * K2 + TD + I * J * E * D + H1 * J * E +
+                    H1 + H2 * H1 + H2 + P * H2 + P;
+    /* Conv1 output, both im2col matrices, prediction vectors, routing couplings. */
+    double acts = C1 * S1 * S1 + C * K1 * K1 * S1 * S1 + C1 * K2 * K2 * G * G + I * J * E +
+                  R * I * J;
+    if (params > CAPS_MAX_ELEMS || acts > CAPS_MAX_ELEMS || I > CAPS_MAX_ELEMS ||
+        P > CAPS_MAX_ELEMS)
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "config: network too large (expected at most %.0f parameters and "
+                         "activations per image, got %.3g and %.3g)", CAPS_MAX_ELEMS, params, acts);
     return CAPS_OK;
 }
 

@@ -65,6 +65,27 @@ int caps_atomic_open(caps_atomic_file *af, const char *path, caps_error *err) {
     return CAPS_OK;
 }
 
+/* The rename lives in the directory: fsync it too, or a power cut can undo the rename
+ * after the data was synced. Best effort: some filesystems refuse fsync on directories. */
+static void sync_parent_dir(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else if (slash == path) {
+        strcpy(dir, "/");
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof dir) return;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    fsync(fd);
+    close(fd);
+}
+
 int caps_atomic_commit(caps_atomic_file *af, caps_error *err) {
     int bad = ferror(af->f);
     int e = bad ? EIO : 0;
@@ -82,6 +103,7 @@ int caps_atomic_commit(caps_atomic_file *af, caps_error *err) {
         return caps_fail(err, CAPS_ERR_IO, "%s: cannot rename from %s (%s)", af->path, af->tmp,
                          strerror(e));
     }
+    sync_parent_dir(af->path);
     return CAPS_OK;
 }
 

@@ -1,0 +1,603 @@
+/*
+ * checkpoint.c: model files. caps_model_save writes the configuration, the training state,
+ * the parameters, the Adam moments and the training log, with a CRC-32 of all of it;
+ * caps_model_load, caps_model_load_into and caps_model_peek read them back, checking every
+ * header field before they allocate or trust anything.
+ *
+ * The layout, little-endian throughout (docs/model-format.md has the table and the reasons):
+ *
+ *   offset        size  field
+ *        0           8  magic "CAPSNET\0"
+ *        8           4  u32 version (CAPS_MODEL_VERSION = 1)
+ *       12           4  u32 header_bytes = 136, the bytes from offset 16 to the payload
+ *       16          56  config: the 14 fields of caps_config in declaration order, i32 each
+ *       72          24  lr, lr_decay, beta1, beta2, adam_eps, recon_weight: f32 each
+ *       96          12  batch, max_shift, limit: i32 each
+ *      108           8  seed: u64
+ *      116           4  epoch: i32
+ *      120           8  batch_in_epoch: i64
+ *      128           8  adam_t: i64, Adam steps taken
+ *      136           8  num_params N: u64
+ *      144           8  log_bytes L: u64
+ *      152          4N  parameters, f32, tensor order of caps_params
+ *   152+4N          4N  Adam first moments m
+ *   152+8N          4N  Adam second moments v
+ *  152+12N           L  training log (CSV text, no terminator)
+ *  152+12N+L         4  u32 CRC-32 (zlib's crc32) of bytes [0, 152+12N+L)
+ *
+ * Legend: N = caps_num_params(config) (8,215,568 for MNIST, a 98.6 MB file), L = log bytes.
+ *
+ * Header integers and floats are encoded byte by byte, so they are right on any host. The
+ * three float arrays go to and from the file as they lie in memory, in blocks of
+ * CKPT_CHUNK_BYTES (the CRC runs over each block while it is in cache); that needs a
+ * little-endian host with IEEE-754 binary32 floats, which the checks below enforce at
+ * compile time (and at run time where the compiler cannot tell the byte order).
+ *
+ * Reading: open, fstat, read the 152-byte header, check magic, version, header_bytes, the
+ * configuration, the parameter count, the log length, the training state and the exact
+ * file size, and only then allocate and read the payload, CRC and all. load_into reads the
+ * payload into a staging copy and touches the model only once the CRC has matched.
+ */
+#include "model.h"
+#include "util.h"
+
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "checkpoint.c writes float arrays as they lie in memory: it needs a little-endian host"
+#endif
+_Static_assert(sizeof(float) == 4 && FLT_RADIX == 2 && FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128,
+               "model files hold IEEE-754 binary32 floats");
+
+#define CKPT_MAGIC_BYTES 8
+/* magic, version, header_bytes: what every version of the format starts with. */
+#define CKPT_PREAMBLE_BYTES 16
+#define CKPT_HEADER_BYTES 152
+#define CKPT_HEADER_FIELD_BYTES (CKPT_HEADER_BYTES - CKPT_PREAMBLE_BYTES) /* 136 */
+#define CKPT_CRC_BYTES 4
+/* The log is a CSV line per epoch; 16 MiB is far beyond any run and bounds the malloc a
+ * damaged length field can ask for. */
+#define CKPT_MAX_LOG_BYTES ((uint64_t)16 << 20)
+/* Bytes per fread / fwrite and CRC update: large enough for full disk speed, small enough
+ * that the CRC reads each block while it is still in cache. */
+#define CKPT_CHUNK_BYTES ((size_t)4 << 20)
+
+/* "CAPSNET" and its terminating NUL. */
+static const char ckpt_magic[CKPT_MAGIC_BYTES] = CAPS_MODEL_MAGIC;
+
+/* Everything before the payload, decoded. */
+typedef struct {
+    uint32_t version;
+    uint32_t header_bytes;
+    caps_config cfg;
+    caps_train_state st;
+    int64_t adam_t;
+    uint64_t num_params;
+    uint64_t log_bytes;
+} ckpt_header;
+
+/* Where __BYTE_ORDER__ is unknown the #error above cannot fire; this catches it at the first
+ * save or load instead. */
+static void ckpt_check_host(void) {
+    const uint32_t one = 1;
+    uint8_t first;
+    memcpy(&first, &one, 1);
+    CAPS_ASSERT(first == 1); /* little-endian host */
+}
+
+/* ------------------------------------------------------------------------ encoding */
+
+static void put_u32(uint8_t **p, uint32_t v) {
+    for (int k = 0; k < 4; k++) (*p)[k] = (uint8_t)(v >> (8 * k));
+    *p += 4;
+}
+
+static void put_u64(uint8_t **p, uint64_t v) {
+    for (int k = 0; k < 8; k++) (*p)[k] = (uint8_t)(v >> (8 * k));
+    *p += 8;
+}
+
+static void put_i32(uint8_t **p, int32_t v) { put_u32(p, (uint32_t)v); }
+static void put_i64(uint8_t **p, int64_t v) { put_u64(p, (uint64_t)v); }
+
+static void put_f32(uint8_t **p, float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    put_u32(p, u);
+}
+
+static uint32_t get_u32(const uint8_t **p) {
+    uint32_t v = 0;
+    for (int k = 0; k < 4; k++) v |= (uint32_t)(*p)[k] << (8 * k);
+    *p += 4;
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t **p) {
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++) v |= (uint64_t)(*p)[k] << (8 * k);
+    *p += 8;
+    return v;
+}
+
+/* Two's complement back to signed without the implementation-defined conversion of an
+ * out-of-range unsigned value. */
+static int32_t get_i32(const uint8_t **p) {
+    uint32_t u = get_u32(p);
+    return u <= INT32_MAX ? (int32_t)u : (int32_t)(u - 0x80000000u) - INT32_MAX - 1;
+}
+
+static int64_t get_i64(const uint8_t **p) {
+    uint64_t u = get_u64(p);
+    return u <= INT64_MAX ? (int64_t)u : (int64_t)(u - 0x8000000000000000u) - INT64_MAX - 1;
+}
+
+static float get_f32(const uint8_t **p) {
+    uint32_t u = get_u32(p);
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static void encode_header(uint8_t *buf, const ckpt_header *h) {
+    uint8_t *p = buf;
+    memcpy(p, ckpt_magic, CKPT_MAGIC_BYTES);
+    p += CKPT_MAGIC_BYTES;
+    put_u32(&p, h->version);
+    put_u32(&p, h->header_bytes);
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++) put_i32(&p, caps_config_get(&h->cfg, k));
+    const caps_train_state *st = &h->st;
+    put_f32(&p, st->lr);
+    put_f32(&p, st->lr_decay);
+    put_f32(&p, st->beta1);
+    put_f32(&p, st->beta2);
+    put_f32(&p, st->adam_eps);
+    put_f32(&p, st->recon_weight);
+    put_i32(&p, st->batch);
+    put_i32(&p, st->max_shift);
+    put_i32(&p, st->limit);
+    put_u64(&p, st->seed);
+    put_i32(&p, st->epoch);
+    put_i64(&p, st->batch_in_epoch);
+    put_i64(&p, h->adam_t);
+    put_u64(&p, h->num_params);
+    put_u64(&p, h->log_bytes);
+    CAPS_ASSERT(p - buf == CKPT_HEADER_BYTES);
+}
+
+/* The magic is checked by the caller, on the raw bytes. */
+static void decode_header(ckpt_header *h, const uint8_t *buf) {
+    const uint8_t *p = buf + CKPT_MAGIC_BYTES;
+    memset(h, 0, sizeof *h);
+    h->version = get_u32(&p);
+    h->header_bytes = get_u32(&p);
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++) caps_config_set(&h->cfg, k, get_i32(&p));
+    caps_train_state *st = &h->st;
+    st->lr = get_f32(&p);
+    st->lr_decay = get_f32(&p);
+    st->beta1 = get_f32(&p);
+    st->beta2 = get_f32(&p);
+    st->adam_eps = get_f32(&p);
+    st->recon_weight = get_f32(&p);
+    st->batch = get_i32(&p);
+    st->max_shift = get_i32(&p);
+    st->limit = get_i32(&p);
+    st->seed = get_u64(&p);
+    st->epoch = get_i32(&p);
+    st->batch_in_epoch = get_i64(&p);
+    h->adam_t = get_i64(&p);
+    h->num_params = get_u64(&p);
+    h->log_bytes = get_u64(&p);
+    CAPS_ASSERT(p - buf == CKPT_HEADER_BYTES);
+}
+
+/* Header, three arrays of N floats, the log and the CRC. */
+static uint64_t ckpt_file_bytes(uint64_t num_params, uint64_t log_bytes) {
+    return CKPT_HEADER_BYTES + 3 * num_params * sizeof(float) + log_bytes + CKPT_CRC_BYTES;
+}
+
+/* ------------------------------------------------------------------------ checks */
+
+/* The training state a file may hold; the same rules on save, so that we never write a
+ * file we would refuse to read. code: CAPS_ERR_ARG on save, CAPS_ERR_FORMAT on load. */
+static int check_state(const caps_train_state *st, int64_t adam_t, const char *path, int code,
+                       caps_error *err) {
+#define CKPT_BAD_STATE(field, expected, fmt, value)                                            \
+    return caps_fail(err, code,                                                                \
+                     "%s: training state: " field " out of range (expected " expected          \
+                     ", got " fmt ")",                                                         \
+                     path, value)
+    if (!(isfinite(st->lr) && st->lr > 0.0f)) CKPT_BAD_STATE("lr", "> 0", "%g", (double)st->lr);
+    if (!(isfinite(st->lr_decay) && st->lr_decay > 0.0f))
+        CKPT_BAD_STATE("lr_decay", "> 0", "%g", (double)st->lr_decay);
+    if (!(st->beta1 >= 0.0f && st->beta1 < 1.0f))
+        CKPT_BAD_STATE("beta1", "0 <= beta1 < 1", "%g", (double)st->beta1);
+    if (!(st->beta2 >= 0.0f && st->beta2 < 1.0f))
+        CKPT_BAD_STATE("beta2", "0 <= beta2 < 1", "%g", (double)st->beta2);
+    if (!(isfinite(st->adam_eps) && st->adam_eps >= 0.0f))
+        CKPT_BAD_STATE("adam_eps", ">= 0", "%g", (double)st->adam_eps);
+    if (!(isfinite(st->recon_weight) && st->recon_weight >= 0.0f))
+        CKPT_BAD_STATE("recon_weight", ">= 0", "%g", (double)st->recon_weight);
+    if (st->batch < 1) CKPT_BAD_STATE("batch", ">= 1", "%d", st->batch);
+    if (st->max_shift < 0) CKPT_BAD_STATE("max_shift", ">= 0", "%d", st->max_shift);
+    if (st->limit < 0) CKPT_BAD_STATE("limit", ">= 0", "%d", st->limit);
+    if (st->epoch < 0) CKPT_BAD_STATE("epoch", ">= 0", "%d", st->epoch);
+    if (st->batch_in_epoch < 0)
+        CKPT_BAD_STATE("batch_in_epoch", ">= 0", "%lld", (long long)st->batch_in_epoch);
+    if (adam_t < 0) CKPT_BAD_STATE("adam_t", ">= 0", "%lld", (long long)adam_t);
+#undef CKPT_BAD_STATE
+    return CAPS_OK;
+}
+
+/* n bytes of a file as text for a message: printable ASCII as it is, every other byte
+ * (and the quote and backslash) as \xNN, so binary junk cannot garble the terminal.
+ * cap >= 4n + 1. */
+static void escape_bytes(char *out, size_t cap, const uint8_t *b, size_t n) {
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t k = 0; k < n && o + 5 <= cap; k++) {
+        if (b[k] >= 0x20 && b[k] < 0x7f && b[k] != '"' && b[k] != '\\') {
+            out[o++] = (char)b[k];
+            out[o] = '\0';
+        } else {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", b[k]);
+        }
+    }
+}
+
+/* Checks a decoded header and the size of the file that holds it. */
+static int check_header(const ckpt_header *h, uint64_t file_bytes, const char *path,
+                        caps_error *err) {
+    if (h->version != CAPS_MODEL_VERSION) {
+        caps_fail(err, CAPS_ERR_FORMAT,
+                  "%s: unsupported model file version (expected %d, got %lu)", path,
+                  CAPS_MODEL_VERSION, (unsigned long)h->version);
+        if (h->version > CAPS_MODEL_VERSION)
+            caps_hint(err, "a newer capsnet wrote it; read it with that version, or retrain "
+                           "with this one (it reads version %d)", CAPS_MODEL_VERSION);
+        else
+            caps_hint(err, "this capsnet reads model file version %d only; retrain, or use "
+                           "the program that wrote the file", CAPS_MODEL_VERSION);
+        return CAPS_ERR_FORMAT;
+    }
+    if (h->header_bytes != CKPT_HEADER_FIELD_BYTES)
+        return caps_fail(err, CAPS_ERR_FORMAT,
+                         "%s: wrong header size for version %d (expected %d, got %lu)", path,
+                         CAPS_MODEL_VERSION, CKPT_HEADER_FIELD_BYTES,
+                         (unsigned long)h->header_bytes);
+    caps_error cerr;
+    if (caps_config_check(&h->cfg, &cerr) != CAPS_OK) {
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: %s", path, cerr.msg);
+        caps_hint(err, "the file is damaged or was not written by capsnet");
+        return CAPS_ERR_FORMAT;
+    }
+    size_t want = caps_num_params(&h->cfg);
+    if (h->num_params != want)
+        return caps_fail(err, CAPS_ERR_FORMAT,
+                         "%s: parameter count does not match the configuration (expected %zu, "
+                         "got %llu)", path, want, (unsigned long long)h->num_params);
+    if (h->log_bytes > CKPT_MAX_LOG_BYTES)
+        return caps_fail(err, CAPS_ERR_FORMAT,
+                         "%s: training log too long (expected at most %llu bytes, got %llu)",
+                         path, (unsigned long long)CKPT_MAX_LOG_BYTES,
+                         (unsigned long long)h->log_bytes);
+    int rc = check_state(&h->st, h->adam_t, path, CAPS_ERR_FORMAT, err);
+    if (rc) {
+        caps_hint(err, "the file is damaged or was not written by capsnet");
+        return rc;
+    }
+    uint64_t expect = ckpt_file_bytes(h->num_params, h->log_bytes);
+    if (file_bytes != expect) {
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: %s (expected %llu bytes, got %llu)", path,
+                  file_bytes < expect ? "truncated" : "trailing data",
+                  (unsigned long long)expect, (unsigned long long)file_bytes);
+        caps_hint(err, "the file is %s; use an earlier checkpoint or retrain",
+                  file_bytes < expect ? "incomplete (an interrupted copy?)" : "damaged");
+        return CAPS_ERR_FORMAT;
+    }
+    return CAPS_OK;
+}
+
+/* ------------------------------------------------------------------------ reading */
+
+/* An open model file whose header has been checked; crc covers every byte read so far. */
+typedef struct {
+    FILE *f;
+    const char *path;
+    uLong crc;
+    ckpt_header h;
+} ckpt_reader;
+
+/* Opens path, reads the header and checks it and the file size. On failure nothing is
+ * left open. */
+static int reader_open(ckpt_reader *r, const char *path, caps_error *err) {
+    ckpt_check_host();
+    r->path = path;
+    r->crc = crc32(0L, Z_NULL, 0);
+    r->f = fopen(path, "rb");
+    if (!r->f) return caps_fail(err, CAPS_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    int rc = CAPS_OK;
+    struct stat sb;
+    uint8_t buf[CKPT_HEADER_BYTES];
+    size_t got = 0;
+    if (fstat(fileno(r->f), &sb) != 0) {
+        rc = caps_fail(err, CAPS_ERR_IO, "%s: cannot stat (%s)", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = caps_fail(err, CAPS_ERR_IO, "%s: not a regular file (expected a model file)", path);
+    } else {
+        errno = 0;
+        got = fread(buf, 1, sizeof buf, r->f);
+        if (got < sizeof buf && ferror(r->f))
+            rc = caps_fail(err, CAPS_ERR_IO, "%s: read error (%s)", path,
+                           strerror(errno ? errno : EIO));
+    }
+    if (rc == CAPS_OK) {
+        /* The magic first, on as many of its bytes as there are: a short file of another
+         * kind is "not a model file", an empty or cut-off model file "truncated". */
+        size_t n = got < CKPT_MAGIC_BYTES ? got : CKPT_MAGIC_BYTES;
+        if (memcmp(buf, ckpt_magic, n) != 0) {
+            char want[4 * CKPT_MAGIC_BYTES + 1], shown[4 * CKPT_MAGIC_BYTES + 1];
+            escape_bytes(want, sizeof want, (const uint8_t *)ckpt_magic, CKPT_MAGIC_BYTES);
+            escape_bytes(shown, sizeof shown, buf, n);
+            caps_fail(err, CAPS_ERR_FORMAT,
+                      "%s: not a capsnet model file (expected magic \"%s\", got \"%s\")", path,
+                      want, shown);
+            caps_hint(err, "give a model file that capsnet saved");
+            rc = CAPS_ERR_FORMAT;
+        } else if (got < sizeof buf) {
+            caps_fail(err, CAPS_ERR_FORMAT, "%s: truncated header (expected %d bytes, got %zu)",
+                      path, CKPT_HEADER_BYTES, got);
+            caps_hint(err, "the file is incomplete; use an earlier checkpoint or retrain");
+            rc = CAPS_ERR_FORMAT;
+        } else {
+            decode_header(&r->h, buf);
+            rc = check_header(&r->h, (uint64_t)sb.st_size, path, err);
+        }
+    }
+    if (rc) {
+        fclose(r->f);
+        r->f = NULL;
+        return rc;
+    }
+    r->crc = crc32(r->crc, buf, sizeof buf);
+    return CAPS_OK;
+}
+
+static void reader_close(ckpt_reader *r) {
+    /* Read-only: closing cannot lose data, and every byte has been checked already. */
+    if (r->f) (void)fclose(r->f);
+    r->f = NULL;
+}
+
+/* Reads exactly n bytes into buf, block by block, adding them to the CRC. */
+static int reader_read(ckpt_reader *r, void *buf, size_t n, caps_error *err) {
+    uint8_t *p = buf;
+    while (n > 0) {
+        size_t want = n < CKPT_CHUNK_BYTES ? n : CKPT_CHUNK_BYTES;
+        errno = 0;
+        size_t got = fread(p, 1, want, r->f);
+        if (got < want) {
+            if (ferror(r->f))
+                return caps_fail(err, CAPS_ERR_IO, "%s: read error (%s)", r->path,
+                                 strerror(errno ? errno : EIO));
+            /* The size matched at open: someone shortened the file while we read it. */
+            return caps_fail(err, CAPS_ERR_FORMAT,
+                             "%s: truncated while being read (expected %llu bytes, got fewer)",
+                             r->path,
+                             (unsigned long long)ckpt_file_bytes(r->h.num_params,
+                                                                 r->h.log_bytes));
+        }
+        r->crc = crc32(r->crc, p, (uInt)want);
+        p += want;
+        n -= want;
+    }
+    return CAPS_OK;
+}
+
+/* Reads the payload into the three arrays of num_params floats and log (log_bytes + 1
+ * bytes, terminated here), then the stored CRC, and compares. */
+static int reader_payload(ckpt_reader *r, float *params, float *adam_m, float *adam_v,
+                          char *log, caps_error *err) {
+    size_t bytes = (size_t)r->h.num_params * sizeof(float);
+    int rc = reader_read(r, params, bytes, err);
+    if (!rc) rc = reader_read(r, adam_m, bytes, err);
+    if (!rc) rc = reader_read(r, adam_v, bytes, err);
+    if (!rc) rc = reader_read(r, log, (size_t)r->h.log_bytes, err);
+    if (rc) return rc;
+    log[r->h.log_bytes] = '\0';
+    uint32_t computed = (uint32_t)r->crc;
+    uint8_t tail[CKPT_CRC_BYTES];
+    rc = reader_read(r, tail, sizeof tail, err);
+    if (rc) return rc;
+    const uint8_t *p = tail;
+    uint32_t stored = get_u32(&p);
+    if (stored != computed) {
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: checksum mismatch (expected 0x%08lx, got 0x%08lx)",
+                  r->path, (unsigned long)stored, (unsigned long)computed);
+        caps_hint(err, "the file is damaged; use an earlier checkpoint or retrain");
+        return CAPS_ERR_FORMAT;
+    }
+    return CAPS_OK;
+}
+
+/* ------------------------------------------------------------------------ API */
+
+/* A full disk, a full quota, or the file size limit (RLIMIT_FSIZE). */
+static int out_of_space(int e) {
+#ifdef EDQUOT
+    if (e == EDQUOT) return 1;
+#endif
+    return e == ENOSPC || e == EFBIG;
+}
+
+/* Writes n bytes block by block, adding them to *crc. Returns 0 or the errno of the
+ * failed write (ENOSPC on a full disk, EFBIG over the file size limit). */
+static int write_block(FILE *f, uLong *crc, const void *buf, size_t n) {
+    const uint8_t *p = buf;
+    while (n > 0) {
+        size_t chunk = n < CKPT_CHUNK_BYTES ? n : CKPT_CHUNK_BYTES;
+        *crc = crc32(*crc, p, (uInt)chunk);
+        errno = 0;
+        if (fwrite(p, 1, chunk, f) != chunk) return errno ? errno : EIO;
+        p += chunk;
+        n -= chunk;
+    }
+    return 0;
+}
+
+int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, const char *path,
+                    caps_error *err) {
+    CAPS_ASSERT(m && st && path);
+    ckpt_check_host();
+    size_t log_len = log ? strlen(log) : 0;
+    if (log_len > CKPT_MAX_LOG_BYTES)
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "%s: training log too long to save (expected at most %llu bytes, got "
+                         "%zu)", path, (unsigned long long)CKPT_MAX_LOG_BYTES, log_len);
+    int rc = check_state(st, m->adam_t, path, CAPS_ERR_ARG, err);
+    if (rc) return rc;
+
+    ckpt_header h;
+    memset(&h, 0, sizeof h);
+    h.version = CAPS_MODEL_VERSION;
+    h.header_bytes = CKPT_HEADER_FIELD_BYTES;
+    h.cfg = m->cfg;
+    h.st = *st;
+    h.adam_t = m->adam_t;
+    h.num_params = m->num_params;
+    h.log_bytes = log_len;
+    uint8_t head[CKPT_HEADER_BYTES];
+    encode_header(head, &h);
+
+    caps_atomic_file af;
+    rc = caps_atomic_open(&af, path, err);
+    if (rc) return rc;
+    size_t arr = m->num_params * sizeof(float);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    int e = write_block(af.f, &crc, head, sizeof head);
+    if (!e) e = write_block(af.f, &crc, m->params_mem, arr);
+    if (!e) e = write_block(af.f, &crc, m->m_mem, arr);
+    if (!e) e = write_block(af.f, &crc, m->v_mem, arr);
+    if (!e) e = write_block(af.f, &crc, log, log_len);
+    if (!e) {
+        uint8_t tail[CKPT_CRC_BYTES], *p = tail;
+        put_u32(&p, (uint32_t)crc);
+        e = write_block(af.f, &crc, tail, sizeof tail); /* (its own CRC goes unused) */
+    }
+    /* The last buffered bytes fail here, not in caps_atomic_commit, on a full disk. */
+    if (!e) {
+        errno = 0;
+        if (fflush(af.f) != 0) e = errno ? errno : EIO;
+    }
+    if (e) {
+        caps_atomic_abort(&af);
+        caps_fail(err, CAPS_ERR_IO, "%s: write failed (%s)", path, strerror(e));
+        if (out_of_space(e))
+            caps_hint(err, "the file needs %.1f MB: free space on its filesystem (or raise the "
+                           "file size limit); the old file, if any, is unchanged",
+                      (double)ckpt_file_bytes(h.num_params, h.log_bytes) / 1e6);
+        else
+            caps_hint(err, "the old file, if any, is unchanged");
+        return CAPS_ERR_IO;
+    }
+    /* Flush, fsync, rename; on failure it removes the temporary file and says why. */
+    rc = caps_atomic_commit(&af, err);
+    if (rc) caps_hint(err, "the old file, if any, is unchanged");
+    return rc;
+}
+
+int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, caps_error *err) {
+    ckpt_reader r;
+    int rc = reader_open(&r, path, err);
+    if (rc) return rc;
+    reader_close(&r);
+    if (cfg) *cfg = r.h.cfg;
+    if (st) *st = r.h.st;
+    return CAPS_OK;
+}
+
+int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char *path,
+                    int max_batch, caps_error *err) {
+    *out = NULL;
+    if (log) *log = NULL;
+    ckpt_reader r;
+    int rc = reader_open(&r, path, err);
+    if (rc) return rc;
+    capsnet *m = NULL;
+    char *text = NULL;
+    rc = capsnet_create(&m, &r.h.cfg, max_batch, err);
+    if (!rc) {
+        text = malloc((size_t)r.h.log_bytes + 1);
+        if (!text)
+            rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for the training log", path);
+    }
+    /* A new model: reading straight into its arenas is safe, it is freed on failure. */
+    if (!rc) rc = reader_payload(&r, m->params_mem, m->m_mem, m->v_mem, text, err);
+    reader_close(&r);
+    if (rc) {
+        free(text);
+        capsnet_free(m);
+        return rc;
+    }
+    m->adam_t = r.h.adam_t;
+    if (st) *st = r.h.st;
+    if (log)
+        *log = text;
+    else
+        free(text);
+    *out = m;
+    return CAPS_OK;
+}
+
+int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const char *path,
+                         caps_error *err) {
+    if (log) *log = NULL;
+    ckpt_reader r;
+    int rc = reader_open(&r, path, err);
+    if (rc) return rc;
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++) {
+        int want = caps_config_get(&m->cfg, k), got = caps_config_get(&r.h.cfg, k);
+        if (want != got) {
+            reader_close(&r);
+            caps_fail(err, CAPS_ERR_FORMAT,
+                      "%s: model configuration differs (field %s: expected %d, got %d)", path,
+                      caps_config_field_name(k), want, got);
+            caps_hint(err, "load the file into a model of its own configuration "
+                           "(caps_model_load)");
+            return CAPS_ERR_FORMAT;
+        }
+    }
+    /* A staging copy: the model changes only once the whole file has passed its CRC. */
+    size_t n = m->num_params;
+    float *stage = caps_alloc(3 * n, sizeof(float));
+    char *text = malloc((size_t)r.h.log_bytes + 1);
+    if (!stage || !text)
+        rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a staging copy (%.1f MB)",
+                       path, (double)(3 * n * sizeof(float)) / 1e6);
+    if (!rc) rc = reader_payload(&r, stage, stage + n, stage + 2 * n, text, err);
+    reader_close(&r);
+    if (rc) {
+        free(stage);
+        free(text);
+        return rc;
+    }
+    memcpy(m->params_mem, stage, n * sizeof(float));
+    memcpy(m->m_mem, stage + n, n * sizeof(float));
+    memcpy(m->v_mem, stage + 2 * n, n * sizeof(float));
+    free(stage);
+    m->adam_t = r.h.adam_t;
+    if (st) *st = r.h.st;
+    if (log)
+        *log = text;
+    else
+        free(text);
+    return CAPS_OK;
+}

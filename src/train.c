@@ -1,0 +1,209 @@
+/*
+ * train.c: the training epoch and the evaluation loop (section 4 and 5 of the paper):
+ * Adam on the batch-mean loss, the learning rate decayed exponentially per epoch, images
+ * reshuffled every epoch and shifted at random by up to 2 pixels; evaluation masks the
+ * decoder by the predicted class.
+ *
+ * Every random choice derives from the run's seed, the epoch and the batch number, never
+ * from state carried between batches: the same seed and thread count give the same run,
+ * and a run stopped after any batch resumes exactly where it stopped.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "capsnet.h"
+#include "util.h"
+
+/* Streams of the generator, so shuffles and shifts never share a sequence. */
+#define RNG_STREAM_SHUFFLE 0x5u
+#define RNG_STREAM_SHIFT 0x6u
+
+void caps_train_state_default(caps_train_state *st) {
+    memset(st, 0, sizeof *st);
+    st->lr = 1e-3f;
+    st->lr_decay = 0.9f;
+    st->beta1 = 0.9f;
+    st->beta2 = 0.999f;
+    st->adam_eps = 1e-8f;
+    st->recon_weight = 0.0005f;
+    st->batch = 100;
+    st->max_shift = 2;
+    st->limit = 0;
+    st->seed = 1;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The data must have the shape the network was built for. */
+static int check_shape(const capsnet *m, const caps_dataset *ds, caps_error *err) {
+    const caps_config *c = capsnet_config(m);
+    if (ds->rows != c->image_size || ds->cols != c->image_size ||
+        ds->channels != c->in_channels)
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "data: image shape differs from the model's (expected %dx%dx%d, got "
+                         "%dx%dx%d)", c->image_size, c->image_size, c->in_channels, ds->rows,
+                         ds->cols, ds->channels);
+    for (int k = 0; k < ds->count; k++)
+        if (ds->labels[k] >= c->num_classes)
+            return caps_fail(err, CAPS_ERR_ARG,
+                             "data: label %d of image %d out of range (expected 0..%d)",
+                             ds->labels[k], k, c->num_classes - 1);
+    return CAPS_OK;
+}
+
+/* order[0..n-1]: a permutation of the first n images, Fisher-Yates from (seed, epoch). */
+static void epoch_order(int *order, int n, uint64_t seed, int epoch) {
+    caps_rng r;
+    caps_rng_seed(&r, seed + (uint64_t)epoch * 0x9e3779b97f4a7c15ULL, RNG_STREAM_SHUFFLE);
+    for (int k = 0; k < n; k++) order[k] = k;
+    for (int k = n - 1; k > 0; k--) {
+        int j = (int)caps_rng_below(&r, (uint32_t)k + 1);
+        int t = order[k];
+        order[k] = order[j];
+        order[j] = t;
+    }
+}
+
+int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train,
+                     caps_epoch_stats *out, caps_progress_fn cb, void *ctx, caps_error *err) {
+    memset(out, 0, sizeof *out);
+    int rc = check_shape(m, train, err);
+    if (rc) return rc;
+    int B = st->batch;
+    if (B < 1 || B > capsnet_max_batch(m))
+        return caps_fail(err, CAPS_ERR_ARG, "batch size %d exceeds the model's (expected 1..%d)",
+                         B, capsnet_max_batch(m));
+    int n = st->limit > 0 && st->limit < train->count ? st->limit : train->count;
+    int batches = (n + B - 1) / B;
+    if (st->batch_in_epoch < 0 || st->batch_in_epoch > batches)
+        return caps_fail(err, CAPS_ERR_ARG, "batch position out of range (expected 0..%d, got %lld)",
+                         batches, (long long)st->batch_in_epoch);
+    size_t P = (size_t)caps_image_pixels(capsnet_config(m));
+    int *order = malloc((size_t)n * sizeof(int));
+    int *labels = malloc((size_t)B * sizeof(int));
+    float *x = caps_alloc((size_t)B * P, sizeof(float));
+    if (!order || !labels || !x) {
+        free(order), free(labels), free(x);
+        return caps_fail(err, CAPS_ERR_MEMORY, "out of memory for a batch of %d images", B);
+    }
+    epoch_order(order, n, st->seed, st->epoch);
+    /* lr_epoch = lr * decay^epoch: the paper's exponential decay, stepped per epoch. */
+    float lr = st->lr * powf(st->lr_decay, (float)st->epoch);
+    caps_adam hp = {lr, st->beta1, st->beta2, st->adam_eps};
+
+    double start = now_seconds(), loss_sum = 0.0, margin_sum = 0.0, recon_sum = 0.0;
+    int64_t images = 0;
+    rc = CAPS_OK;
+    for (int bi = (int)st->batch_in_epoch; bi < batches; bi++) {
+        int nb = n - bi * B < B ? n - bi * B : B;
+        caps_rng r;
+        caps_rng_seed(&r, st->seed + ((uint64_t)st->epoch << 32) + (uint64_t)bi, RNG_STREAM_SHIFT);
+        caps_make_batch(x, labels, train, order + (size_t)bi * B, nb, st->max_shift, &r);
+        capsnet_zero_grad(m);
+        float loss = capsnet_forward(m, x, labels, nb, CAPS_MASK_LABEL, st->recon_weight);
+        if (!isfinite(loss)) {
+            rc = caps_fail(err, CAPS_ERR_NUMERIC,
+                           "training: loss became %s at epoch %d, batch %d (Adam step %lld)",
+                           isnan(loss) ? "NaN" : "infinite", st->epoch + 1, bi + 1,
+                           (long long)capsnet_adam_t(m) + 1);
+            caps_hint(err, "lower the learning rate (--lr); the weights before this step are kept");
+            break;
+        }
+        capsnet_backward(m);
+        capsnet_adam_step(m, &hp, lr);
+        loss_sum += (double)loss * nb;
+        margin_sum += (double)capsnet_margin_loss(m) * nb;
+        recon_sum += (double)capsnet_recon_loss(m) * nb;
+        images += nb;
+        st->batch_in_epoch = bi + 1;
+        if (cb) {
+            caps_progress p = {st->epoch, bi + 1, batches, loss_sum / images,
+                               now_seconds() - start, images};
+            if (cb(&p, ctx) && bi + 1 < batches) {
+                out->stopped = 1;
+                break;
+            }
+        }
+    }
+    if (rc == CAPS_OK && !out->stopped) {
+        st->epoch++;
+        st->batch_in_epoch = 0;
+    }
+    out->images = images;
+    out->seconds = now_seconds() - start;
+    if (images > 0) {
+        out->loss = loss_sum / images;
+        out->margin = margin_sum / images;
+        out->recon = recon_sum / images;
+    }
+    free(order), free(labels), free(x);
+    return rc;
+}
+
+void caps_eval_free(caps_eval *ev) {
+    free(ev->class_total);
+    free(ev->class_correct);
+    free(ev->confusion);
+    memset(ev, 0, sizeof *ev);
+}
+
+int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_weight,
+                  caps_eval *ev, caps_progress_fn cb, void *ctx, caps_error *err) {
+    memset(ev, 0, sizeof *ev);
+    int rc = check_shape(m, ds, err);
+    if (rc) return rc;
+    int J = capsnet_config(m)->num_classes, B = capsnet_max_batch(m);
+    int n = limit > 0 && limit < ds->count ? limit : ds->count;
+    size_t P = (size_t)caps_image_pixels(capsnet_config(m));
+    ev->num_classes = J;
+    ev->class_total = calloc((size_t)J, sizeof(int));
+    ev->class_correct = calloc((size_t)J, sizeof(int));
+    ev->confusion = calloc((size_t)J * J, sizeof(int));
+    int *idx = malloc((size_t)B * sizeof(int)), *labels = malloc((size_t)B * sizeof(int));
+    float *x = caps_alloc((size_t)B * P, sizeof(float));
+    if (!ev->class_total || !ev->class_correct || !ev->confusion || !idx || !labels || !x) {
+        free(idx), free(labels), free(x);
+        caps_eval_free(ev);
+        return caps_fail(err, CAPS_ERR_MEMORY, "out of memory for evaluation");
+    }
+    double start = now_seconds(), loss = 0.0, margin = 0.0, recon = 0.0;
+    int batches = (n + B - 1) / B;
+    for (int bi = 0; bi < batches; bi++) {
+        int nb = n - bi * B < B ? n - bi * B : B;
+        for (int b = 0; b < nb; b++) idx[b] = bi * B + b;
+        caps_make_batch(x, labels, ds, idx, nb, 0, NULL);
+        capsnet_forward(m, x, labels, nb, CAPS_MASK_PREDICTED, recon_weight);
+        const int *pred = capsnet_predictions(m);
+        for (int b = 0; b < nb; b++) {
+            ev->class_total[labels[b]]++;
+            ev->confusion[labels[b] * J + pred[b]]++;
+            if (pred[b] == labels[b]) {
+                ev->class_correct[labels[b]]++;
+                ev->correct++;
+            }
+        }
+        loss += (double)(capsnet_margin_loss(m) + capsnet_recon_loss(m)) * nb;
+        margin += (double)capsnet_margin_loss(m) * nb;
+        recon += (double)capsnet_recon_loss(m) * nb;
+        ev->total += nb;
+        if (cb) {
+            caps_progress p = {0, bi + 1, batches, loss / ev->total, now_seconds() - start,
+                               ev->total};
+            if (cb(&p, ctx)) break;
+        }
+    }
+    if (ev->total > 0) {
+        ev->loss = loss / ev->total;
+        ev->margin = margin / ev->total;
+        ev->recon = recon / ev->total;
+    }
+    ev->seconds = now_seconds() - start;
+    free(idx), free(labels), free(x);
+    return CAPS_OK;
+}

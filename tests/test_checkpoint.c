@@ -1,0 +1,836 @@
+/*
+ * test_checkpoint.c: model files (src/checkpoint.c, docs/model-format.md). Round trips that
+ * must be bit-identical (a tiny and the MNIST configuration), the byte layout the document
+ * describes, every kind of damage the reader must refuse with its exact message, and the
+ * atomic write: a write that fails half-way (file size limit) and writers killed at random
+ * moments must both leave a file that loads.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "model.h"
+#include "test.h"
+
+/* The layout of docs/model-format.md. */
+#define HEADER_BYTES 152
+#define OFF_VERSION 8
+#define OFF_HEADER_BYTES 12
+#define OFF_CONFIG 16
+#define OFF_LR 72
+#define OFF_BATCH 96
+#define OFF_SEED 108
+#define OFF_EPOCH 116
+#define OFF_BATCH_IN_EPOCH 120
+#define OFF_ADAM_T 128
+#define OFF_NUM_PARAMS 136
+#define OFF_LOG_BYTES 144
+#define FIELD_ROUTING_ITERS 11 /* index in caps_config */
+
+/* Beyond 32 bits, so that a field written as 32 bits shows. */
+#define TEST_ADAM_T 123456789012LL
+/* Writers killed: rounds, and the delay before a kill: uniform in [0, KILL_SAVES saves) as
+ * timed on this machine, so that kills land in every phase of a save on a fast disk or a
+ * slow one, at most KILL_MAX_DELAY_US. */
+#define KILL_ROUNDS 20
+#define KILL_SAVES 3
+#define KILL_MAX_DELAY_US 200000.0
+
+static char tmpdir[] = "/tmp/capsnet_ckpt_XXXXXX";
+
+static const char test_log[] =
+    "epoch,loss,train_acc,test_acc\n0,0.1234,0.9712,0.9801\n1,0.0456,0.9853,0.9876\n";
+
+/* 10x10 image, Conv1 4 @ 3x3, PrimaryCaps 3 types x 4D, 4 classes x 5D, decoder 8 -> 12. */
+static caps_config tiny_config(void) {
+    caps_config c = {10, 1, 4, 3, 1, 3, 4, 3, 2, 4, 5, 3, 8, 12};
+    return c;
+}
+
+static void path_in(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", tmpdir, name);
+}
+
+static void fill_state(caps_train_state *st) {
+    memset(st, 0, sizeof *st);
+    st->lr = 1e-3f;
+    st->lr_decay = 0.9f;
+    st->beta1 = 0.9f;
+    st->beta2 = 0.999f;
+    st->adam_eps = 1e-8f;
+    st->recon_weight = 0.0005f;
+    st->batch = 100;
+    st->max_shift = 2;
+    st->limit = 5000;
+    st->seed = 0xfedcba9876543210ULL; /* the top bit set: all 64 bits must survive */
+    st->epoch = 7;
+    st->batch_in_epoch = 5000000123LL;
+}
+
+/* A model with weights from seed and recognisable Adam moments and step count. */
+static capsnet *make_model(const caps_config *c, int max_batch, uint64_t seed) {
+    capsnet *m = NULL;
+    caps_error err;
+    if (capsnet_create(&m, c, max_batch, &err) != CAPS_OK) {
+        fprintf(stderr, "capsnet_create: %s\n", err.msg);
+        return NULL;
+    }
+    capsnet_init_weights(m, seed);
+    for (size_t k = 0; k < m->num_params; k++) {
+        m->m_mem[k] = 1e-3f * (float)(k % 1000) - 0.25f + (float)seed;
+        m->v_mem[k] = 1e-7f * (float)(k % 997 + 1) + (float)seed;
+    }
+    m->adam_t = TEST_ADAM_T + (int64_t)seed;
+    return m;
+}
+
+static uint32_t float_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static int same_model(const capsnet *a, const capsnet *b) {
+    size_t bytes = a->num_params * sizeof(float);
+    return memcmp(&a->cfg, &b->cfg, sizeof a->cfg) == 0 && a->num_params == b->num_params &&
+           memcmp(a->params_mem, b->params_mem, bytes) == 0 &&
+           memcmp(a->m_mem, b->m_mem, bytes) == 0 && memcmp(a->v_mem, b->v_mem, bytes) == 0 &&
+           a->adam_t == b->adam_t;
+}
+
+static int same_state(const caps_train_state *a, const caps_train_state *b) {
+    return float_bits(a->lr) == float_bits(b->lr) &&
+           float_bits(a->lr_decay) == float_bits(b->lr_decay) &&
+           float_bits(a->beta1) == float_bits(b->beta1) &&
+           float_bits(a->beta2) == float_bits(b->beta2) &&
+           float_bits(a->adam_eps) == float_bits(b->adam_eps) &&
+           float_bits(a->recon_weight) == float_bits(b->recon_weight) && a->batch == b->batch &&
+           a->max_shift == b->max_shift && a->limit == b->limit && a->seed == b->seed &&
+           a->epoch == b->epoch && a->batch_in_epoch == b->batch_in_epoch;
+}
+
+/* ---- files as bytes */
+
+static unsigned char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct stat sb;
+    unsigned char *buf = NULL;
+    if (fstat(fileno(f), &sb) == 0 && (buf = malloc((size_t)sb.st_size + 1)) != NULL) {
+        *len = fread(buf, 1, (size_t)sb.st_size, f);
+        if (*len != (size_t)sb.st_size) free(buf), buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+static int spit(const char *path, const void *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(buf, 1, len, f) == len;
+    return fclose(f) == 0 && ok;
+}
+
+static void put_le(unsigned char *p, uint64_t v, int bytes) {
+    for (int k = 0; k < bytes; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+
+static uint64_t get_le(const unsigned char *p, int bytes) {
+    uint64_t v = 0;
+    for (int k = 0; k < bytes; k++) v |= (uint64_t)p[k] << (8 * k);
+    return v;
+}
+
+/* Rewrites the trailing CRC so that only a deliberate change is wrong. */
+static void refresh_crc(unsigned char *buf, size_t len) {
+    put_le(buf + len - 4, crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(len - 4)), 4);
+}
+
+/* Files in tmpdir whose names contain ".tmp." (caps_atomic_open's temporary files);
+ * removes them when remove_them is set. */
+static int temp_files(int remove_them) {
+    DIR *d = opendir(tmpdir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strstr(e->d_name, ".tmp.")) continue;
+        n++;
+        if (remove_them) {
+            char p[512];
+            path_in(p, sizeof p, e->d_name);
+            unlink(p);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static void remove_tmpdir(void) {
+    DIR *d = opendir(tmpdir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char p[512];
+        path_in(p, sizeof p, e->d_name);
+        if (unlink(p) != 0) rmdir(p);
+    }
+    closedir(d);
+    rmdir(tmpdir);
+}
+
+/* The tiny model (seed 1), saved with the test state and log at name; returns the model. */
+static capsnet *save_tiny(const char *name, char *path, size_t cap) {
+    caps_config c = tiny_config();
+    capsnet *m = make_model(&c, 1, 1);
+    path_in(path, cap, name);
+    caps_train_state st;
+    fill_state(&st);
+    caps_error err;
+    if (m && caps_model_save(m, &st, test_log, path, &err) != CAPS_OK) {
+        fprintf(stderr, "save %s: %s\n", path, err.msg);
+        capsnet_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* The bytes of a fresh save of the tiny model, with one byte to spare (for appending);
+ * tests damage a copy and write it back under another name. */
+static unsigned char *tiny_bytes(size_t *len) {
+    char p[512];
+    capsnet *m = save_tiny("pristine.caps", p, sizeof p);
+    capsnet_free(m);
+    return slurp(p, len);
+}
+
+/* Every reader refuses path with code and a message naming it and containing phrase;
+ * nothing escapes: *m and *log NULL, the state and an existing model unchanged. peek_too:
+ * the damage is in the header or the size, which peek checks as well. */
+static void expect_refused(const char *path, int code, const char *phrase, int peek_too) {
+    caps_error err = {0};
+    static int sentinel;
+    capsnet *m = (capsnet *)(void *)&sentinel;
+    char *log = (char *)test_log;
+    caps_train_state st, before;
+    fill_state(&st);
+    st.epoch = 999;
+    before = st;
+    int rc = caps_model_load(&m, &st, &log, path, 2, &err);
+    EXPECT(rc == code && strstr(err.msg, phrase) && strstr(err.msg, path),
+           "load: code %d (expected %d), message \"%s\" (expected \"%s\")", rc, code, err.msg,
+           phrase);
+    EXPECT(m == NULL && log == NULL, "a failed load left a model or a log behind");
+    EXPECT(same_state(&st, &before), "a failed load changed the training state");
+    if (m && m != (capsnet *)(void *)&sentinel) capsnet_free(m);
+    free(log != test_log ? log : NULL);
+
+    caps_config c = tiny_config();
+    capsnet *into = make_model(&c, 1, 9), *ref = make_model(&c, 1, 9);
+    if (!into || !ref) {
+        EXPECT(0, "cannot create the models");
+        capsnet_free(into), capsnet_free(ref);
+        return;
+    }
+    log = (char *)test_log;
+    err.msg[0] = '\0';
+    rc = caps_model_load_into(into, &st, &log, path, &err);
+    EXPECT(rc == code && strstr(err.msg, phrase) && strstr(err.msg, path),
+           "load_into: code %d (expected %d), message \"%s\" (expected \"%s\")", rc, code,
+           err.msg, phrase);
+    EXPECT(same_model(into, ref), "a failed load_into changed the model");
+    EXPECT(log == NULL && same_state(&st, &before), "a failed load_into left results behind");
+    free(log != test_log ? log : NULL);
+    capsnet_free(into), capsnet_free(ref);
+
+    caps_config pc;
+    err.msg[0] = '\0';
+    rc = caps_model_peek(&pc, &st, path, &err);
+    if (peek_too)
+        EXPECT(rc == code && strstr(err.msg, phrase) && strstr(err.msg, path),
+               "peek: code %d (expected %d), message \"%s\" (expected \"%s\")", rc, code, err.msg,
+               phrase);
+    else
+        EXPECT(rc == CAPS_OK, "peek reads the header only, yet: %s", err.msg);
+}
+
+/* Writes bytes to name and expects every reader to refuse it. */
+static void expect_bytes_refused(const char *name, const unsigned char *buf, size_t len, int code,
+                                 const char *phrase, int peek_too) {
+    char p[512];
+    path_in(p, sizeof p, name);
+    EXPECT(spit(p, buf, len), "cannot write %s", p);
+    expect_refused(p, code, phrase, peek_too);
+}
+
+/* ---- round trips */
+
+TEST(round_trip_into_a_new_model) {
+    char p[512];
+    capsnet *m = save_tiny("round.caps", p, sizeof p);
+    EXPECT(m != NULL, "save failed");
+    if (!m) return;
+    caps_train_state want, got;
+    fill_state(&want);
+    capsnet *m2 = NULL;
+    char *log = NULL;
+    caps_error err;
+    int rc = caps_model_load(&m2, &got, &log, p, 3, &err);
+    EXPECT(rc == CAPS_OK, "load: %s", err.msg);
+    if (rc == CAPS_OK) {
+        EXPECT(same_model(m, m2), "parameters, moments or adam_t differ after the round trip");
+        EXPECT(same_state(&want, &got), "training state differs after the round trip");
+        EXPECT(log && strcmp(log, test_log) == 0, "log \"%s\"", log ? log : "(null)");
+        EXPECT(capsnet_max_batch(m2) == 3, "max_batch %d", capsnet_max_batch(m2));
+    }
+    free(log);
+    capsnet_free(m2);
+    /* State and log are optional, on load and (log) on save. */
+    caps_train_state st;
+    fill_state(&st);
+    rc = caps_model_save(m, &st, NULL, p, &err);
+    EXPECT(rc == CAPS_OK, "save without a log: %s", err.msg);
+    m2 = NULL;
+    rc = caps_model_load(&m2, NULL, NULL, p, 1, &err);
+    EXPECT(rc == CAPS_OK && same_model(m, m2), "load without state and log: %s", err.msg);
+    capsnet_free(m2);
+    m2 = NULL;
+    rc = caps_model_load(&m2, NULL, &log, p, 1, &err);
+    EXPECT(rc == CAPS_OK && log && log[0] == '\0', "an absent log reads back as \"\": %s", err.msg);
+    free(log);
+    capsnet_free(m2);
+    capsnet_free(m);
+}
+
+TEST(round_trip_into_an_existing_model) {
+    char p[512];
+    capsnet *m = save_tiny("into.caps", p, sizeof p);
+    caps_config c = tiny_config();
+    capsnet *m2 = make_model(&c, 2, 2);
+    EXPECT(m && m2, "cannot create the models");
+    if (m && m2) {
+        EXPECT(!same_model(m, m2), "the models start out the same");
+        caps_train_state want, got;
+        fill_state(&want);
+        char *log = NULL;
+        caps_error err;
+        int rc = caps_model_load_into(m2, &got, &log, p, &err);
+        EXPECT(rc == CAPS_OK, "load_into: %s", err.msg);
+        EXPECT(same_model(m, m2), "parameters, moments or adam_t differ after load_into");
+        EXPECT(rc || same_state(&want, &got), "training state differs after load_into");
+        EXPECT(log && strcmp(log, test_log) == 0, "log \"%s\"", log ? log : "(null)");
+        free(log);
+        EXPECT(caps_model_load_into(m2, NULL, NULL, p, &err) == CAPS_OK, "%s", err.msg);
+    }
+    capsnet_free(m), capsnet_free(m2);
+}
+
+TEST(peek_returns_config_and_state) {
+    char p[512];
+    capsnet *m = save_tiny("peek.caps", p, sizeof p);
+    capsnet_free(m);
+    caps_config c, want = tiny_config();
+    caps_train_state st, wst;
+    fill_state(&wst);
+    caps_error err;
+    int rc = caps_model_peek(&c, &st, p, &err);
+    EXPECT(rc == CAPS_OK, "peek: %s", err.msg);
+    EXPECT(rc || memcmp(&c, &want, sizeof c) == 0, "config differs");
+    EXPECT(rc || same_state(&st, &wst), "state differs");
+    EXPECT(caps_model_peek(NULL, NULL, p, &err) == CAPS_OK, "peek without outputs: %s", err.msg);
+}
+
+/* The offsets of docs/model-format.md, byte by byte. */
+TEST(layout_matches_the_documentation) {
+    size_t len = 0;
+    unsigned char *b = tiny_bytes(&len);
+    EXPECT(b != NULL, "cannot read the file");
+    if (!b) return;
+    caps_config c = tiny_config();
+    caps_train_state st;
+    fill_state(&st);
+    uint64_t N = caps_num_params(&c), L = strlen(test_log);
+    EXPECT(len == HEADER_BYTES + 12 * N + L + 4, "file size %zu (N %llu, L %llu)", len,
+           (unsigned long long)N, (unsigned long long)L);
+    if (len != HEADER_BYTES + 12 * N + L + 4) {
+        free(b);
+        return;
+    }
+    EXPECT(memcmp(b, "CAPSNET\0", 8) == 0, "magic");
+    EXPECT(get_le(b + OFF_VERSION, 4) == 1, "version");
+    EXPECT(get_le(b + OFF_HEADER_BYTES, 4) == HEADER_BYTES - 16, "header_bytes");
+    int fields[CAPS_CONFIG_FIELDS];
+    _Static_assert(sizeof(caps_config) == sizeof fields, "caps_config is 14 ints");
+    memcpy(fields, &c, sizeof fields);
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
+        EXPECT(get_le(b + OFF_CONFIG + 4 * k, 4) == (uint32_t)fields[k], "config field %d", k);
+    const float f[6] = {st.lr, st.lr_decay, st.beta1, st.beta2, st.adam_eps, st.recon_weight};
+    for (int k = 0; k < 6; k++)
+        EXPECT(get_le(b + OFF_LR + 4 * k, 4) == float_bits(f[k]), "float %d of the state", k);
+    EXPECT(get_le(b + OFF_BATCH, 4) == 100 && get_le(b + OFF_BATCH + 4, 4) == 2 &&
+               get_le(b + OFF_BATCH + 8, 4) == 5000, "batch, max_shift, limit");
+    EXPECT(get_le(b + OFF_SEED, 8) == st.seed, "seed");
+    EXPECT(get_le(b + OFF_EPOCH, 4) == 7, "epoch");
+    EXPECT(get_le(b + OFF_BATCH_IN_EPOCH, 8) == (uint64_t)st.batch_in_epoch, "batch_in_epoch");
+    EXPECT(get_le(b + OFF_ADAM_T, 8) == (uint64_t)(TEST_ADAM_T + 1), "adam_t");
+    EXPECT(get_le(b + OFF_NUM_PARAMS, 8) == N, "num_params");
+    EXPECT(get_le(b + OFF_LOG_BYTES, 8) == L, "log_bytes");
+    capsnet *m = make_model(&c, 1, 1);
+    if (m) {
+        size_t last = N - 1;
+        EXPECT(get_le(b + HEADER_BYTES, 4) == float_bits(m->params_mem[0]), "first parameter");
+        EXPECT(get_le(b + HEADER_BYTES + 4 * last, 4) == float_bits(m->params_mem[last]),
+               "last parameter");
+        EXPECT(get_le(b + HEADER_BYTES + 4 * N, 4) == float_bits(m->m_mem[0]), "first m");
+        EXPECT(get_le(b + HEADER_BYTES + 8 * N, 4) == float_bits(m->v_mem[0]), "first v");
+        EXPECT(get_le(b + HEADER_BYTES + 8 * N + 4 * last, 4) == float_bits(m->v_mem[last]),
+               "last v");
+    }
+    capsnet_free(m);
+    EXPECT(memcmp(b + HEADER_BYTES + 12 * N, test_log, L) == 0, "log text");
+    EXPECT(get_le(b + len - 4, 4) == crc32(crc32(0L, Z_NULL, 0), b, (uInt)(len - 4)), "CRC");
+    free(b);
+}
+
+/* The paper's network: a 98.6 MB file, read back bit for bit. */
+TEST(mnist_round_trip) {
+    caps_config c;
+    caps_config_mnist(&c);
+    capsnet *m = make_model(&c, 1, 3);
+    EXPECT(m != NULL, "cannot create the MNIST model");
+    if (!m) return;
+    char p[512];
+    path_in(p, sizeof p, "mnist.caps");
+    caps_train_state st, got;
+    fill_state(&st);
+    caps_error err;
+    int rc = caps_model_save(m, &st, test_log, p, &err);
+    EXPECT(rc == CAPS_OK, "save: %s", err.msg);
+    struct stat sb;
+    uint64_t want = HEADER_BYTES + 12ull * 8215568 + strlen(test_log) + 4;
+    EXPECT(stat(p, &sb) == 0 && (uint64_t)sb.st_size == want, "file size %lld (expected %llu)",
+           (long long)sb.st_size, (unsigned long long)want);
+    capsnet *m2 = NULL;
+    rc = caps_model_load(&m2, &got, NULL, p, 1, &err);
+    EXPECT(rc == CAPS_OK, "load: %s", err.msg);
+    if (rc == CAPS_OK) {
+        EXPECT(same_model(m, m2), "the MNIST model differs after the round trip");
+        EXPECT(same_state(&st, &got), "state differs");
+        EXPECT(m2->params.caps_w[12345] == m->params.caps_w[12345] &&
+                   m2->params.dec3_b[783] == m->params.dec3_b[783] &&
+                   m2->adam_v.dec3_b[783] == m->adam_v.dec3_b[783],
+               "tensor values differ");
+    }
+    capsnet_free(m2);
+    capsnet_free(m);
+    unlink(p);
+}
+
+/* ---- damage: each one refused with its own message */
+
+TEST(flipped_parameter_byte_fails_the_checksum) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    caps_config c = tiny_config();
+    size_t N = caps_num_params(&c);
+    b[HEADER_BYTES + 2 * N] ^= 0x01; /* the middle of the parameters */
+    expect_bytes_refused("flip.caps", b, len, CAPS_ERR_FORMAT, "checksum mismatch (expected 0x", 0);
+    caps_error err;
+    capsnet *m = NULL;
+    char p[512];
+    path_in(p, sizeof p, "flip.caps");
+    caps_model_load(&m, NULL, NULL, p, 1, &err);
+    EXPECT(strstr(err.hint, "damaged") && strstr(err.hint, "earlier checkpoint"), "hint: %s",
+           err.hint);
+    free(b);
+}
+
+TEST(flipped_checksum_byte_fails_the_checksum) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    b[len - 1] ^= 0x80;
+    expect_bytes_refused("crc.caps", b, len, CAPS_ERR_FORMAT, "checksum mismatch", 0);
+    free(b);
+}
+
+TEST(one_byte_short_is_truncated) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    char want[128];
+    snprintf(want, sizeof want, "truncated (expected %zu bytes, got %zu)", len, len - 1);
+    expect_bytes_refused("short.caps", b, len - 1, CAPS_ERR_FORMAT, want, 1);
+    free(b);
+}
+
+TEST(one_byte_more_is_trailing_data) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    b[len] = 0;
+    char want[128];
+    snprintf(want, sizeof want, "trailing data (expected %zu bytes, got %zu)", len, len + 1);
+    expect_bytes_refused("long.caps", b, len + 1, CAPS_ERR_FORMAT, want, 1);
+    free(b);
+}
+
+TEST(wrong_magic_is_not_a_model_file) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    memcpy(b, "\x89PNG\r\n\x1a\n", 8);
+    expect_bytes_refused("magic.caps", b, len, CAPS_ERR_FORMAT,
+                         "not a capsnet model file (expected magic \"CAPSNET\\x00\", got "
+                         "\"\\x89PNG\\x0d\\x0a\\x1a\\x0a\")", 1);
+    expect_bytes_refused("hello.txt", (const unsigned char *)"hello", 5, CAPS_ERR_FORMAT,
+                         "got \"hello\")", 1);
+    free(b);
+}
+
+TEST(version_2_is_unsupported) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    put_le(b + OFF_VERSION, 2, 4);
+    refresh_crc(b, len);
+    expect_bytes_refused("v2.caps", b, len, CAPS_ERR_FORMAT,
+                         "unsupported model file version (expected 1, got 2)", 1);
+    char p[512];
+    path_in(p, sizeof p, "v2.caps");
+    caps_error err;
+    caps_model_peek(NULL, NULL, p, &err);
+    EXPECT(strstr(err.hint, "newer capsnet") && strstr(err.hint, "retrain"), "hint: %s", err.hint);
+    free(b);
+}
+
+TEST(wrong_header_size_is_refused) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    put_le(b + OFF_HEADER_BYTES, 140, 4);
+    refresh_crc(b, len);
+    expect_bytes_refused("hsize.caps", b, len, CAPS_ERR_FORMAT,
+                         "wrong header size for version 1 (expected 136, got 140)", 1);
+    free(b);
+}
+
+TEST(config_field_out_of_range_is_refused) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    put_le(b + OFF_CONFIG + 4 * FIELD_ROUTING_ITERS, 0, 4);
+    refresh_crc(b, len);
+    expect_bytes_refused("config.caps", b, len, CAPS_ERR_FORMAT,
+                         "config: routing_iters out of range (expected 1..4096, got 0)", 1);
+    /* Every field within 4096, the product far beyond: refused before caps_num_params
+     * could overflow. image 4096, Conv1 4096 @ 1x1, PrimaryCaps 4096 types @ 1x1 stride 1. */
+    const int huge[CAPS_CONFIG_FIELDS] = {4096, 1, 4096, 1, 1, 4096, 8, 1, 1, 10, 16, 3, 8, 8};
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
+        put_le(b + OFF_CONFIG + 4 * k, (uint32_t)huge[k], 4);
+    refresh_crc(b, len);
+    expect_bytes_refused("huge.caps", b, len, CAPS_ERR_FORMAT, "config: network too large", 1);
+    free(b);
+}
+
+TEST(inconsistent_num_params_is_refused) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    caps_config c = tiny_config();
+    size_t N = caps_num_params(&c);
+    put_le(b + OFF_NUM_PARAMS, N + 1, 8);
+    refresh_crc(b, len);
+    char want[160];
+    snprintf(want, sizeof want,
+             "parameter count does not match the configuration (expected %zu, got %zu)", N, N + 1);
+    expect_bytes_refused("count.caps", b, len, CAPS_ERR_FORMAT, want, 1);
+    free(b);
+}
+
+TEST(bad_training_state_and_log_length_are_refused) {
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    unsigned char *k = malloc(len);
+    if (!k) {
+        free(b);
+        EXPECT(0, "out of memory");
+        return;
+    }
+    memcpy(k, b, len);
+    put_le(k + OFF_BATCH, 0, 4);
+    refresh_crc(k, len);
+    expect_bytes_refused("batch.caps", k, len, CAPS_ERR_FORMAT,
+                         "training state: batch out of range (expected >= 1, got 0)", 1);
+    memcpy(k, b, len);
+    put_le(k + OFF_LR, 0x7fc00000u, 4); /* NaN */
+    refresh_crc(k, len);
+    expect_bytes_refused("nan.caps", k, len, CAPS_ERR_FORMAT, "training state: lr", 1);
+    memcpy(k, b, len);
+    put_le(k + OFF_EPOCH, 0xffffffffu, 4); /* -1 */
+    refresh_crc(k, len);
+    expect_bytes_refused("epoch.caps", k, len, CAPS_ERR_FORMAT,
+                         "training state: epoch out of range (expected >= 0, got -1)", 1);
+    memcpy(k, b, len);
+    put_le(k + OFF_LOG_BYTES, (uint64_t)1 << 40, 8);
+    refresh_crc(k, len);
+    expect_bytes_refused("log.caps", k, len, CAPS_ERR_FORMAT, "training log too long", 1);
+    free(k);
+    free(b);
+}
+
+TEST(empty_short_missing_and_directory_are_refused) {
+    expect_bytes_refused("empty.caps", (const unsigned char *)"", 0, CAPS_ERR_FORMAT,
+                         "truncated header (expected 152 bytes, got 0)", 1);
+    size_t len;
+    unsigned char *b = tiny_bytes(&len);
+    if (!b) {
+        EXPECT(0, "cannot read the file");
+        return;
+    }
+    expect_bytes_refused("cut.caps", b, 100, CAPS_ERR_FORMAT,
+                         "truncated header (expected 152 bytes, got 100)", 1);
+    free(b);
+    char p[512];
+    path_in(p, sizeof p, "no-such-file.caps");
+    expect_refused(p, CAPS_ERR_IO, "cannot open (No such file or directory)", 1);
+    expect_refused(tmpdir, CAPS_ERR_IO, "not a regular file", 1);
+}
+
+TEST(load_into_refuses_another_config) {
+    char p[512];
+    capsnet *m = save_tiny("other.caps", p, sizeof p);
+    capsnet_free(m);
+    caps_config c = tiny_config();
+    c.decoder_hidden2 = 16;
+    capsnet *into = make_model(&c, 1, 4), *ref = make_model(&c, 1, 4);
+    if (!into || !ref) {
+        EXPECT(0, "cannot create the models");
+    } else {
+        caps_error err;
+        char *log = NULL;
+        int rc = caps_model_load_into(into, NULL, &log, p, &err);
+        EXPECT(rc == CAPS_ERR_FORMAT && strstr(err.msg, p) &&
+                   strstr(err.msg, "model configuration differs (field decoder_hidden2: "
+                                   "expected 16, got 12)"),
+               "code %d: %s", rc, err.msg);
+        EXPECT(log == NULL && same_model(into, ref), "the model changed");
+    }
+    capsnet_free(into), capsnet_free(ref);
+}
+
+TEST(save_refuses_bad_state_and_missing_folder) {
+    caps_config c = tiny_config();
+    capsnet *m = make_model(&c, 1, 1);
+    if (!m) {
+        EXPECT(0, "cannot create the model");
+        return;
+    }
+    caps_train_state st;
+    fill_state(&st);
+    st.batch = 0;
+    char p[512];
+    path_in(p, sizeof p, "never.caps");
+    caps_error err;
+    int rc = caps_model_save(m, &st, NULL, p, &err);
+    EXPECT(rc == CAPS_ERR_ARG && strstr(err.msg, "batch out of range"), "code %d: %s", rc,
+           err.msg);
+    EXPECT(access(p, F_OK) != 0, "a refused save created %s", p);
+    fill_state(&st);
+    path_in(p, sizeof p, "no-such-folder/m.caps");
+    rc = caps_model_save(m, &st, NULL, p, &err);
+    EXPECT(rc == CAPS_ERR_IO && strstr(err.msg, p) && strstr(err.msg, "No such file or directory"),
+           "code %d: %s", rc, err.msg);
+    capsnet_free(m);
+}
+
+/* ---- atomic writes */
+
+/* A write that fails half-way (the file size limit stands in for a full disk) reports the
+ * path and the reason, removes its temporary file and leaves the old file as it was. */
+TEST(failed_write_leaves_the_old_file) {
+    char p[512];
+    capsnet *old = save_tiny("limit.caps", p, sizeof p);
+    caps_config c = tiny_config();
+    capsnet *m = make_model(&c, 1, 5);
+    if (!old || !m) {
+        EXPECT(0, "cannot create the models");
+        capsnet_free(old), capsnet_free(m);
+        return;
+    }
+    caps_train_state st;
+    fill_state(&st);
+    struct rlimit saved, lim;
+    EXPECT(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit: %s", strerror(errno));
+    lim = saved;
+    lim.rlim_cur = 20000; /* of a ~50 kB file */
+    struct sigaction ign, prev;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &ign, &prev);
+    int set = setrlimit(RLIMIT_FSIZE, &lim) == 0;
+    caps_error err;
+    int rc = caps_model_save(m, &st, test_log, p, &err);
+    if (set) setrlimit(RLIMIT_FSIZE, &saved);
+    sigaction(SIGXFSZ, &prev, NULL);
+    EXPECT(set, "setrlimit: %s", strerror(errno));
+    EXPECT(rc == CAPS_ERR_IO && strstr(err.msg, p) &&
+               strstr(err.msg, "write failed (File too large)"),
+           "code %d: %s", rc, err.msg);
+    EXPECT(strstr(err.hint, "unchanged") != NULL, "hint: %s", err.hint);
+    capsnet *back = NULL;
+    rc = caps_model_load(&back, NULL, NULL, p, 1, &err);
+    EXPECT(rc == CAPS_OK && same_model(back, old), "the old file does not load as it was: %s",
+           err.msg);
+    EXPECT(temp_files(0) == 0, "%d temporary files left", temp_files(0));
+    capsnet_free(back), capsnet_free(old), capsnet_free(m);
+}
+
+/* Writers killed at random moments (SIGKILL: no handler, no cleanup) while saving over the
+ * same path, again and again: the path must always hold a whole file, the old or a new one.
+ * Each save sets every parameter to base + k and adam_t to k, so a load shows whether the
+ * parameters and the header belong together. */
+TEST(killed_writer_never_leaves_a_damaged_file) {
+    /* The tiny network with a decoder of 128 -> 1024: 2.9 MB, so kills land mid-write. */
+    caps_config c = tiny_config();
+    c.decoder_hidden1 = 128;
+    c.decoder_hidden2 = 1024;
+    capsnet *m = make_model(&c, 1, 6);
+    float *base = m ? malloc(m->num_params * sizeof(float)) : NULL;
+    if (!base) {
+        EXPECT(0, "cannot create the model");
+        capsnet_free(m);
+        return;
+    }
+    memcpy(base, m->params_mem, m->num_params * sizeof(float));
+    char p[512];
+    path_in(p, sizeof p, "killed.caps");
+    caps_train_state st;
+    fill_state(&st);
+    m->adam_t = 0;
+    caps_error err;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    EXPECT(caps_model_save(m, &st, test_log, p, &err) == CAPS_OK, "save: %s", err.msg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double save_us = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
+    double span_us = KILL_SAVES * save_us + 1000.0; /* + the fork */
+    if (span_us > KILL_MAX_DELAY_US) span_us = KILL_MAX_DELAY_US;
+    caps_rng r;
+    caps_rng_seed(&r, 20240601, 17);
+    int newer = 0;
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        uint32_t delay_us = caps_rng_below(&r, (uint32_t)span_us);
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (int64_t k = 1;; k++) {
+                for (size_t i = 0; i < m->num_params; i++) m->params_mem[i] = base[i] + (float)k;
+                m->adam_t = k;
+                if (caps_model_save(m, &st, test_log, p, NULL) != CAPS_OK) _exit(3);
+            }
+        }
+        EXPECT(pid > 0, "fork: %s", strerror(errno));
+        if (pid < 0) break;
+        struct timespec ts = {0, (long)delay_us * 1000L};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+               "round %d: the writer ended by itself (status 0x%x)", round, status);
+        capsnet *got = NULL;
+        int rc = caps_model_load(&got, NULL, NULL, p, 1, &err);
+        EXPECT(rc == CAPS_OK, "round %d, killed after %u us: %s", round, delay_us, err.msg);
+        if (rc != CAPS_OK) continue;
+        int64_t k = got->adam_t;
+        size_t bad = 0;
+        for (size_t i = 0; i < got->num_params; i++)
+            bad += float_bits(got->params_mem[i]) != float_bits(base[i] + (float)k);
+        EXPECT(bad == 0, "round %d: %zu parameters do not belong to save %lld", round, bad,
+               (long long)k);
+        newer += k > 0;
+        capsnet_free(got);
+    }
+    /* A killed writer cannot remove its temporary file; the next save does not either. */
+    int left = temp_files(1);
+    if (getenv("CAPS_TEST_VERBOSE"))
+        fprintf(stderr, "  a save takes %.0f us; %d of %d rounds saw a newer file, %d "
+                "temporary files left\n", save_us, newer, KILL_ROUNDS, left);
+    EXPECT(newer > 0, "no writer finished a save in %d rounds: the test proves nothing",
+           KILL_ROUNDS);
+    EXPECT(temp_files(0) == 0, "temporary files remain");
+    free(base);
+    capsnet_free(m);
+}
+
+int main(void) {
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(round_trip_into_a_new_model);
+    RUN(round_trip_into_an_existing_model);
+    RUN(peek_returns_config_and_state);
+    RUN(layout_matches_the_documentation);
+    RUN(mnist_round_trip);
+    RUN(flipped_parameter_byte_fails_the_checksum);
+    RUN(flipped_checksum_byte_fails_the_checksum);
+    RUN(one_byte_short_is_truncated);
+    RUN(one_byte_more_is_trailing_data);
+    RUN(wrong_magic_is_not_a_model_file);
+    RUN(version_2_is_unsupported);
+    RUN(wrong_header_size_is_refused);
+    RUN(config_field_out_of_range_is_refused);
+    RUN(inconsistent_num_params_is_refused);
+    RUN(bad_training_state_and_log_length_are_refused);
+    RUN(empty_short_missing_and_directory_are_refused);
+    RUN(load_into_refuses_another_config);
+    RUN(save_refuses_bad_state_and_missing_folder);
+    RUN(failed_write_leaves_the_old_file);
+    RUN(killed_writer_never_leaves_a_damaged_file);
+    remove_tmpdir();
+    return TEST_SUMMARY();
+}
