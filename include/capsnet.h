@@ -217,6 +217,11 @@ typedef struct {
     /* Progress. */
     int epoch;              /* epochs completed */
     int64_t batch_in_epoch; /* batches completed in the current epoch (0 at its start) */
+    /* Sums over the batches done in the current epoch, so that an epoch stopped and
+     * resumed reports the same means as one run straight through. */
+    double epoch_loss_sum, epoch_margin_sum, epoch_recon_sum; /* loss x images */
+    double epoch_seconds;
+    int64_t epoch_images;
 } caps_train_state;
 
 void caps_train_state_default(caps_train_state *st);
@@ -288,6 +293,10 @@ int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const cha
                          caps_error *err);
 /* Reads and checks the header only (magic, version, configuration, training state). */
 int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, caps_error *err);
+
+/* Writes text to path atomically (temporary file, fsync, rename), as every output file of
+ * capsnet is written: a reader sees the old file or the new one, never half of one. */
+int caps_write_text_atomic(const char *path, const char *text, caps_error *err);
 
 /* ------------------------------------------------------------------------ images */
 

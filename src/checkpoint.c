@@ -9,7 +9,7 @@
  *   offset        size  field
  *        0           8  magic "CAPSNET\0"
  *        8           4  u32 version (CAPS_MODEL_VERSION = 1)
- *       12           4  u32 header_bytes = 136, the bytes from offset 16 to the payload
+ *       12           4  u32 header_bytes = 176, the bytes from offset 16 to the payload
  *       16          56  config: the 14 fields of caps_config in declaration order, i32 each
  *       72          24  lr, lr_decay, beta1, beta2, adam_eps, recon_weight: f32 each
  *       96          12  batch, max_shift, limit: i32 each
@@ -17,13 +17,15 @@
  *      116           4  epoch: i32
  *      120           8  batch_in_epoch: i64
  *      128           8  adam_t: i64, Adam steps taken
- *      136           8  num_params N: u64
- *      144           8  log_bytes L: u64
- *      152          4N  parameters, f32, tensor order of caps_params
- *   152+4N          4N  Adam first moments m
- *   152+8N          4N  Adam second moments v
- *  152+12N           L  training log (CSV text, no terminator)
- *  152+12N+L         4  u32 CRC-32 (zlib's crc32) of bytes [0, 152+12N+L)
+ *      136          32  epoch_loss_sum, epoch_margin_sum, epoch_recon_sum, epoch_seconds: f64
+ *      168           8  epoch_images: i64 (these five: the current epoch so far)
+ *      176           8  num_params N: u64
+ *      184           8  log_bytes L: u64
+ *      192          4N  parameters, f32, tensor order of caps_params
+ *   192+4N          4N  Adam first moments m
+ *   192+8N          4N  Adam second moments v
+ *  192+12N           L  training log (CSV text, no terminator)
+ *  192+12N+L         4  u32 CRC-32 (zlib's crc32) of bytes [0, 192+12N+L)
  *
  * Legend: N = caps_num_params(config) (8,215,568 for MNIST, a 98.6 MB file), L = log bytes.
  *
@@ -33,7 +35,7 @@
  * little-endian host with IEEE-754 binary32 floats, which the checks below enforce at
  * compile time (and at run time where the compiler cannot tell the byte order).
  *
- * Reading: open, fstat, read the 152-byte header, check magic, version, header_bytes, the
+ * Reading: open, fstat, read the 192-byte header, check magic, version, header_bytes, the
  * configuration, the parameter count, the log length, the training state and the exact
  * file size, and only then allocate and read the payload, CRC and all. load_into reads the
  * payload into a staging copy and touches the model only once the CRC has matched.
@@ -60,8 +62,8 @@ _Static_assert(sizeof(float) == 4 && FLT_RADIX == 2 && FLT_MANT_DIG == 24 && FLT
 #define CKPT_MAGIC_BYTES 8
 /* magic, version, header_bytes: what every version of the format starts with. */
 #define CKPT_PREAMBLE_BYTES 16
-#define CKPT_HEADER_BYTES 152
-#define CKPT_HEADER_FIELD_BYTES (CKPT_HEADER_BYTES - CKPT_PREAMBLE_BYTES) /* 136 */
+#define CKPT_HEADER_BYTES 192
+#define CKPT_HEADER_FIELD_BYTES (CKPT_HEADER_BYTES - CKPT_PREAMBLE_BYTES) /* 176 */
 #define CKPT_CRC_BYTES 4
 /* The log is a CSV line per epoch; 16 MiB is far beyond any run and bounds the malloc a
  * damaged length field can ask for. */
@@ -114,6 +116,12 @@ static void put_f32(uint8_t **p, float v) {
     put_u32(p, u);
 }
 
+static void put_f64(uint8_t **p, double v) {
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    put_u64(p, u);
+}
+
 static uint32_t get_u32(const uint8_t **p) {
     uint32_t v = 0;
     for (int k = 0; k < 4; k++) v |= (uint32_t)(*p)[k] << (8 * k);
@@ -147,6 +155,13 @@ static float get_f32(const uint8_t **p) {
     return v;
 }
 
+static double get_f64(const uint8_t **p) {
+    uint64_t u = get_u64(p);
+    double v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
 static void encode_header(uint8_t *buf, const ckpt_header *h) {
     uint8_t *p = buf;
     memcpy(p, ckpt_magic, CKPT_MAGIC_BYTES);
@@ -168,6 +183,11 @@ static void encode_header(uint8_t *buf, const ckpt_header *h) {
     put_i32(&p, st->epoch);
     put_i64(&p, st->batch_in_epoch);
     put_i64(&p, h->adam_t);
+    put_f64(&p, st->epoch_loss_sum);
+    put_f64(&p, st->epoch_margin_sum);
+    put_f64(&p, st->epoch_recon_sum);
+    put_f64(&p, st->epoch_seconds);
+    put_i64(&p, st->epoch_images);
     put_u64(&p, h->num_params);
     put_u64(&p, h->log_bytes);
     CAPS_ASSERT(p - buf == CKPT_HEADER_BYTES);
@@ -194,6 +214,11 @@ static void decode_header(ckpt_header *h, const uint8_t *buf) {
     st->epoch = get_i32(&p);
     st->batch_in_epoch = get_i64(&p);
     h->adam_t = get_i64(&p);
+    st->epoch_loss_sum = get_f64(&p);
+    st->epoch_margin_sum = get_f64(&p);
+    st->epoch_recon_sum = get_f64(&p);
+    st->epoch_seconds = get_f64(&p);
+    st->epoch_images = get_i64(&p);
     h->num_params = get_u64(&p);
     h->log_bytes = get_u64(&p);
     CAPS_ASSERT(p - buf == CKPT_HEADER_BYTES);
@@ -233,6 +258,16 @@ static int check_state(const caps_train_state *st, int64_t adam_t, const char *p
     if (st->batch_in_epoch < 0)
         CKPT_BAD_STATE("batch_in_epoch", ">= 0", "%lld", (long long)st->batch_in_epoch);
     if (adam_t < 0) CKPT_BAD_STATE("adam_t", ">= 0", "%lld", (long long)adam_t);
+    if (!(isfinite(st->epoch_loss_sum) && st->epoch_loss_sum >= 0.0))
+        CKPT_BAD_STATE("epoch_loss_sum", ">= 0", "%g", st->epoch_loss_sum);
+    if (!(isfinite(st->epoch_margin_sum) && st->epoch_margin_sum >= 0.0))
+        CKPT_BAD_STATE("epoch_margin_sum", ">= 0", "%g", st->epoch_margin_sum);
+    if (!(isfinite(st->epoch_recon_sum) && st->epoch_recon_sum >= 0.0))
+        CKPT_BAD_STATE("epoch_recon_sum", ">= 0", "%g", st->epoch_recon_sum);
+    if (!(isfinite(st->epoch_seconds) && st->epoch_seconds >= 0.0))
+        CKPT_BAD_STATE("epoch_seconds", ">= 0", "%g", st->epoch_seconds);
+    if (st->epoch_images < 0)
+        CKPT_BAD_STATE("epoch_images", ">= 0", "%lld", (long long)st->epoch_images);
 #undef CKPT_BAD_STATE
     return CAPS_OK;
 }

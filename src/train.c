@@ -97,8 +97,7 @@ int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train
     float lr = st->lr * powf(st->lr_decay, (float)st->epoch);
     caps_adam hp = {lr, st->beta1, st->beta2, st->adam_eps};
 
-    double start = now_seconds(), loss_sum = 0.0, margin_sum = 0.0, recon_sum = 0.0;
-    int64_t images = 0;
+    double start = now_seconds() - st->epoch_seconds;
     rc = CAPS_OK;
     for (int bi = (int)st->batch_in_epoch; bi < batches; bi++) {
         int nb = n - bi * B < B ? n - bi * B : B;
@@ -117,30 +116,35 @@ int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train
         }
         capsnet_backward(m);
         capsnet_adam_step(m, &hp, lr);
-        loss_sum += (double)loss * nb;
-        margin_sum += (double)capsnet_margin_loss(m) * nb;
-        recon_sum += (double)capsnet_recon_loss(m) * nb;
-        images += nb;
+        st->epoch_loss_sum += (double)loss * nb;
+        st->epoch_margin_sum += (double)capsnet_margin_loss(m) * nb;
+        st->epoch_recon_sum += (double)capsnet_recon_loss(m) * nb;
+        st->epoch_images += nb;
+        st->epoch_seconds = now_seconds() - start;
         st->batch_in_epoch = bi + 1;
         if (cb) {
-            caps_progress p = {st->epoch, bi + 1, batches, loss_sum / images,
-                               now_seconds() - start, images};
+            caps_progress p = {st->epoch, bi + 1, batches, st->epoch_loss_sum / st->epoch_images,
+                               st->epoch_seconds, st->epoch_images};
             if (cb(&p, ctx) && bi + 1 < batches) {
                 out->stopped = 1;
                 break;
             }
         }
     }
+    int64_t images = st->epoch_images;
+    out->images = images;
+    out->seconds = st->epoch_seconds;
+    if (images > 0) {
+        out->loss = st->epoch_loss_sum / images;
+        out->margin = st->epoch_margin_sum / images;
+        out->recon = st->epoch_recon_sum / images;
+    }
     if (rc == CAPS_OK && !out->stopped) {
         st->epoch++;
         st->batch_in_epoch = 0;
-    }
-    out->images = images;
-    out->seconds = now_seconds() - start;
-    if (images > 0) {
-        out->loss = loss_sum / images;
-        out->margin = margin_sum / images;
-        out->recon = recon_sum / images;
+        st->epoch_loss_sum = st->epoch_margin_sum = st->epoch_recon_sum = 0.0;
+        st->epoch_seconds = 0.0;
+        st->epoch_images = 0;
     }
     free(order), free(labels), free(x);
     return rc;

@@ -112,3 +112,15 @@ void caps_atomic_abort(caps_atomic_file *af) {
     af->f = NULL;
     unlink(af->tmp);
 }
+
+int caps_write_text_atomic(const char *path, const char *text, caps_error *err) {
+    caps_atomic_file af;
+    int rc = caps_atomic_open(&af, path, err);
+    if (rc) return rc;
+    if (fputs(text, af.f) == EOF) {
+        int e = errno;
+        caps_atomic_abort(&af);
+        return caps_fail(err, CAPS_ERR_IO, "%s: write failed (%s)", path, strerror(e));
+    }
+    return caps_atomic_commit(&af, err);
+}

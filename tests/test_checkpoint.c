@@ -21,7 +21,7 @@
 #include "test.h"
 
 /* The layout of docs/model-format.md. */
-#define HEADER_BYTES 152
+#define HEADER_BYTES 192
 #define OFF_VERSION 8
 #define OFF_HEADER_BYTES 12
 #define OFF_CONFIG 16
@@ -31,8 +31,10 @@
 #define OFF_EPOCH 116
 #define OFF_BATCH_IN_EPOCH 120
 #define OFF_ADAM_T 128
-#define OFF_NUM_PARAMS 136
-#define OFF_LOG_BYTES 144
+#define OFF_EPOCH_SUMS 136
+#define OFF_EPOCH_IMAGES 168
+#define OFF_NUM_PARAMS 176
+#define OFF_LOG_BYTES 184
 #define FIELD_ROUTING_ITERS 11 /* index in caps_config */
 
 /* Beyond 32 bits, so that a field written as 32 bits shows. */
@@ -73,6 +75,11 @@ static void fill_state(caps_train_state *st) {
     st->seed = 0xfedcba9876543210ULL; /* the top bit set: all 64 bits must survive */
     st->epoch = 7;
     st->batch_in_epoch = 5000000123LL;
+    st->epoch_loss_sum = 123.25;
+    st->epoch_margin_sum = 100.5;
+    st->epoch_recon_sum = 22.75;
+    st->epoch_seconds = 3600.125;
+    st->epoch_images = 40000;
 }
 
 /* A model with weights from seed and recognisable Adam moments and step count. */
@@ -382,6 +389,14 @@ TEST(layout_matches_the_documentation) {
     EXPECT(get_le(b + OFF_EPOCH, 4) == 7, "epoch");
     EXPECT(get_le(b + OFF_BATCH_IN_EPOCH, 8) == (uint64_t)st.batch_in_epoch, "batch_in_epoch");
     EXPECT(get_le(b + OFF_ADAM_T, 8) == (uint64_t)(TEST_ADAM_T + 1), "adam_t");
+    const double sums[4] = {st.epoch_loss_sum, st.epoch_margin_sum, st.epoch_recon_sum,
+                            st.epoch_seconds};
+    for (int k = 0; k < 4; k++) {
+        uint64_t bits;
+        memcpy(&bits, &sums[k], sizeof bits);
+        EXPECT(get_le(b + OFF_EPOCH_SUMS + 8 * k, 8) == bits, "epoch sum %d of the state", k);
+    }
+    EXPECT(get_le(b + OFF_EPOCH_IMAGES, 8) == (uint64_t)st.epoch_images, "epoch_images");
     EXPECT(get_le(b + OFF_NUM_PARAMS, 8) == N, "num_params");
     EXPECT(get_le(b + OFF_LOG_BYTES, 8) == L, "log_bytes");
     capsnet *m = make_model(&c, 1, 1);
@@ -542,7 +557,7 @@ TEST(wrong_header_size_is_refused) {
     put_le(b + OFF_HEADER_BYTES, 140, 4);
     refresh_crc(b, len);
     expect_bytes_refused("hsize.caps", b, len, CAPS_ERR_FORMAT,
-                         "wrong header size for version 1 (expected 136, got 140)", 1);
+                         "wrong header size for version 1 (expected 176, got 140)", 1);
     free(b);
 }
 
@@ -622,7 +637,7 @@ TEST(bad_training_state_and_log_length_are_refused) {
 
 TEST(empty_short_missing_and_directory_are_refused) {
     expect_bytes_refused("empty.caps", (const unsigned char *)"", 0, CAPS_ERR_FORMAT,
-                         "truncated header (expected 152 bytes, got 0)", 1);
+                         "truncated header (expected 192 bytes, got 0)", 1);
     size_t len;
     unsigned char *b = tiny_bytes(&len);
     if (!b) {
@@ -630,7 +645,7 @@ TEST(empty_short_missing_and_directory_are_refused) {
         return;
     }
     expect_bytes_refused("cut.caps", b, 100, CAPS_ERR_FORMAT,
-                         "truncated header (expected 152 bytes, got 100)", 1);
+                         "truncated header (expected 192 bytes, got 100)", 1);
     free(b);
     char p[512];
     path_in(p, sizeof p, "no-such-file.caps");
