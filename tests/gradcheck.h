@@ -69,7 +69,7 @@ double gc_layer_loss(void *ctx, uint64_t *signature);
 #define GRADCHECK(name, x, n, analytic, ctx, eps, rtol, atol)                                  \
     do {                                                                                       \
         gc_result gr_ = gradcheck(name, x, n, analytic, gc_layer_loss, ctx, eps, rtol, atol); \
-        EXPECT(gr_.failed == 0 && gr_.checked >= (n) * 9 / 10 && gr_.resolved >= (n) / 10,    \
+        EXPECT(gr_.failed == 0 && gr_.checked * 10 >= (size_t)(n) * 9 && gr_.resolved * 10 >= (size_t)(n), \
                "%s: %zu of %zu elements failed, %zu skipped, %zu resolved (max rel err %.3g)", \
                name, gr_.failed, (size_t)(n), gr_.skipped, gr_.resolved, gr_.max_rel_err);     \
     } while (0)

@@ -1,0 +1,26 @@
+#!/bin/sh
+# install-deps.sh: installs, with apt-get, the Debian packages capsnet needs to build and
+# test, skipping those already installed. Run as root (or it uses sudo when available).
+#   build: gcc, make, OpenBLAS (cblas), zlib, libpng; data: curl, ca-certificates
+set -eu
+packages="build-essential libopenblas-dev zlib1g-dev libpng-dev ca-certificates curl"
+missing=""
+for p in $packages; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+    echo "install-deps.sh: all packages present"
+    exit 0
+fi
+echo "install-deps.sh: installing$missing"
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=""
+elif command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+else
+    echo "install-deps.sh: error: not root and no sudo; install:$missing" >&2
+    exit 1
+fi
+$sudo apt-get update -qq
+# shellcheck disable=SC2086 # the list is meant to split into words
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,76 @@
+#!/bin/sh
+# cli.sh: the capsnet program's interface: usage errors (exit 2), runtime errors (exit 1),
+# train -> test -> predict on a tiny network, --json outputs, refusals, resume checks.
+# Runs on MNIST (data/mnist, as `make test` fetches it) with a network small enough to
+# train a few hundred images in seconds.
+set -u
+. "$(dirname "$0")/lib.sh"
+capsnet=${1:-./capsnet}
+data=${CAPS_DATA:-data/mnist}
+tiny="--config conv1_channels=16,primary_types=4,decoder_hidden1=32,decoder_hidden2=64"
+
+# ---- usage errors: exit 2, a message, a pointer to --help
+check "no command" 2 "Usage: capsnet" -- "$capsnet"
+check "unknown command" 2 "unknown command 'frobnicate'" -- "$capsnet" frobnicate
+check "help" 0 "Commands:" -- "$capsnet" --help
+for cmd in train test predict info; do
+    check "$cmd --help" 0 "Usage: capsnet $cmd" -- "$capsnet" "$cmd" --help
+done
+check "unknown flag" 2 "unknown option '--bogus'" -- "$capsnet" train --bogus
+check "bad integer" 2 "bad value 'ten' for --epochs" -- "$capsnet" train --epochs ten
+check "integer out of range" 2 "bad value '0' for --batch" -- "$capsnet" train --batch 0
+check "bad float" 2 "bad value 'nan' for --lr" -- "$capsnet" train --lr nan
+check "missing value" 2 "option '--out' needs a value" -- "$capsnet" train --out
+check "flag with value" 2 "takes no value" -- "$capsnet" train --resume=yes
+check "bad --config key" 2 "unknown --config key 'wings'" -- "$capsnet" train --config wings=2
+check "test without model" 2 "--model is required" -- "$capsnet" test
+check "predict without files" 2 "no image files given" -- "$capsnet" predict --model x.caps
+check "resume and overwrite" 2 "exclude each other" -- "$capsnet" train --resume --overwrite
+
+# ---- runtime errors: exit 1, the file named
+check "missing data" 1 "$work/nodata/train-images-idx3-ubyte.gz.*(No such file|no such file)" -- \
+    "$capsnet" train --data "$work/nodata" --out "$work/x.caps"
+check "missing model" 1 "$work/none.caps: cannot open" -- "$capsnet" test --model "$work/none.caps"
+printf 'not a model' > "$work/junk.caps"
+check "junk model" 1 "junk.caps: not a capsnet model file" -- "$capsnet" info --model "$work/junk.caps"
+check "resume without model" 1 "cannot open" -- "$capsnet" train --resume --out "$work/none.caps"
+
+# ---- a tiny run: train, files, test, predict
+model="$work/tiny.caps"
+check "train tiny" 0 "test accuracy [0-9.]+% after 2 epochs" -- "$capsnet" train --data "$data" \
+    --out "$model" --limit 600 --test-limit 200 --epochs 2 --batch 50 $tiny --seed 3
+assert "model written" [ -s "$model" ]
+assert "log written" [ -s "$work/tiny.csv" ]
+assert "log has header and two epochs" [ "$(wc -l < "$work/tiny.csv")" -eq 3 ]
+assert "no temporary files left" [ -z "$(ls "$work" | grep '\.tmp\.')" ]
+check "log columns" 0 "^epoch,train_loss,.*test_accuracy" -- head -n 1 "$work/tiny.csv"
+check "refuses to overwrite" 1 "file exists" -- "$capsnet" train --data "$data" --out "$model" $tiny
+check "resume with other lr" 2 "--lr 0.01 differs" -- "$capsnet" train --data "$data" \
+    --out "$model" --resume --lr 0.01
+check "resume with other shapes" 2 "conv1_channels=32 differs" -- "$capsnet" train --data "$data" \
+    --out "$model" --resume --config conv1_channels=32
+check "resume when done" 0 "nothing to do" -- "$capsnet" train --data "$data" --out "$model" \
+    --resume --epochs 2
+check "info" 0 "epochs done 2" -- "$capsnet" info --model "$model"
+check "test text" 0 "confusion matrix" -- "$capsnet" test --model "$model" --data "$data" --limit 300
+check "test json" 0 '^\{"model": .*"accuracy": [0-9.]+, "correct": [0-9]+, "total": 300, .*"per_class": \[\{"class": 0' \
+    -- "$capsnet" test --model "$model" --data "$data" --limit 300 --json
+
+# predict: a real MNIST digit as PGM, then broken inputs
+pgm_from_idx "$data/t10k-images-idx3-ubyte.gz" 0 "$work/seven.pgm"
+check "predict text" 0 "seven.pgm: class [0-9] \(length" -- "$capsnet" predict --model "$model" "$work/seven.pgm"
+check "predict json" 0 '^\{"file": ".*seven.pgm", "class": [0-9], "lengths": \[([0-9.]+, ){9}[0-9.]+\]\}$' \
+    -- "$capsnet" predict --model "$model" --json "$work/seven.pgm"
+printf 'P5\n27 28\n255\n' > "$work/small.pgm"
+head -c 756 /dev/zero >> "$work/small.pgm"
+check "predict wrong size" 1 "small.pgm: wrong image size" -- "$capsnet" predict --model "$model" "$work/small.pgm"
+printf '\377\330\377\340JFIF' > "$work/photo.jpg"
+check "predict jpeg" 1 "photo.jpg: unsupported image format" -- "$capsnet" predict --model "$model" "$work/photo.jpg"
+check "predict keeps going" 1 "seven.pgm: class" -- "$capsnet" predict --model "$model" "$work/photo.jpg" "$work/seven.pgm"
+
+# a damaged model: one flipped byte in the weights
+cp "$model" "$work/bad.caps"
+printf '\377' | dd of="$work/bad.caps" bs=1 seek=5000 conv=notrunc 2>/dev/null
+check "damaged model" 1 "bad.caps: checksum mismatch" -- "$capsnet" test --model "$work/bad.caps" --data "$data"
+
+summary
