@@ -180,6 +180,20 @@ static int parse_options(const char *cmd, option *opts, int n, int argc, char **
     return 0;
 }
 
+/* parse_options for a command, printing usage and the option table for --help.
+ * Returns 0 to go on, or the exit status to return now (0 after --help). */
+static int parse_command(const char *cmd, const char *usage, option *opts, int n, int argc,
+                         char **argv, char **pos, int max_pos, int *npos, int *done) {
+    int rc = parse_options(cmd, opts, n, argc, argv, pos, max_pos, npos);
+    *done = rc != 0;
+    if (rc == 1) {
+        fputs(usage, stdout);
+        print_options(stdout, opts, n);
+        return 0;
+    }
+    return rc;
+}
+
 static const option *find_option(const option *opts, int n, const char *name) {
     for (int k = 0; k < n; k++)
         if (strcmp(opts[k].name, name) == 0) return &opts[k];
@@ -333,15 +347,10 @@ static int cmd_train(int argc, char **argv) {
         {"overwrite", OPT_FLAG, &overwrite, 0, 0, NULL, "replace an existing MODEL", 0},
         {"quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress lines", 0},
     };
-    int nopts = (int)(sizeof opts / sizeof opts[0]), npos;
+    int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char *pos[1];
-    int rc = parse_options("train", opts, nopts, argc, argv, pos, 0, &npos);
-    if (rc == 1) {
-        fputs(train_usage, stdout);
-        print_options(stdout, opts, nopts);
-        return 0;
-    }
-    if (rc) return rc;
+    int rc = parse_command("train", train_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
+    if (done) return rc;
     if (resume && overwrite) return fail_usage("train", "--resume and --overwrite exclude each other");
 
     int nthreads = caps_set_threads(threads);
@@ -611,15 +620,10 @@ static int cmd_test(int argc, char **argv) {
         {"batch", OPT_INT, &batch, 1, 4096, "B", "images per forward pass (100)", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
     };
-    int nopts = (int)(sizeof opts / sizeof opts[0]), npos;
+    int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char *pos[1];
-    int rc = parse_options("test", opts, nopts, argc, argv, pos, 0, &npos);
-    if (rc == 1) {
-        fputs(test_usage, stdout);
-        print_options(stdout, opts, nopts);
-        return 0;
-    }
-    if (rc) return rc;
+    int rc = parse_command("test", test_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
+    if (done) return rc;
     if (!model) return fail_usage("test", "--model is required");
     caps_set_threads(threads);
     caps_error err;
@@ -676,19 +680,14 @@ static int cmd_predict(int argc, char **argv) {
         {"json", OPT_FLAG, &json, 0, 0, NULL, "one JSON object per file per line", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
     };
-    int nopts = (int)(sizeof opts / sizeof opts[0]), npos;
+    int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char **files = malloc(MAX_FILES * sizeof *files);
     if (!files) return fail_runtime("out of memory");
-    int rc = parse_options("predict", opts, nopts, argc, argv, files, MAX_FILES, &npos);
-    if (rc == 1) {
-        fputs(predict_usage, stdout);
-        print_options(stdout, opts, nopts);
+    int rc = parse_command("predict", predict_usage, opts, nopts, argc, argv, files, MAX_FILES,
+                           &npos, &done);
+    if (done || !model || npos == 0) {
         free(files);
-        return 0;
-    }
-    if (rc || !model || npos == 0) {
-        free(files);
-        if (rc) return rc;
+        if (done) return rc;
         return fail_usage("predict", !model ? "--model is required" : "no image files given");
     }
     caps_set_threads(threads);
@@ -742,21 +741,22 @@ static int cmd_predict(int argc, char **argv) {
 
 /* ------------------------------------------------------------------------ info */
 
+static const char info_usage[] =
+    "Usage: capsnet info --model MODEL\n"
+    "\n"
+    "Prints the configuration, the training state and the log of a model file.\n"
+    "\n"
+    "Options:\n";
+
 static int cmd_info(int argc, char **argv) {
     const char *model = NULL;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
     };
-    int npos;
+    int npos, done;
     char *pos[1];
-    int rc = parse_options("info", opts, 1, argc, argv, pos, 0, &npos);
-    if (rc == 1) {
-        printf("Usage: capsnet info --model MODEL\n\nPrints the configuration, the training "
-               "state and the log of a model file.\n\nOptions:\n");
-        print_options(stdout, opts, 1);
-        return 0;
-    }
-    if (rc) return rc;
+    int rc = parse_command("info", info_usage, opts, 1, argc, argv, pos, 0, &npos, &done);
+    if (done) return rc;
     if (!model) return fail_usage("info", "--model is required");
     caps_error err;
     capsnet *m = NULL;

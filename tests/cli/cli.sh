@@ -56,6 +56,19 @@ check "test text" 0 "confusion matrix" -- "$capsnet" test --model "$model" --dat
 check "test json" 0 '^\{"model": .*"accuracy": [0-9.]+, "correct": [0-9]+, "total": 300, .*"per_class": \[\{"class": 0' \
     -- "$capsnet" test --model "$model" --data "$data" --limit 300 --json
 
+# Same seed and thread count, same run: the weights and Adam moments of a second run are
+# bit-identical (the log differs only in its timing columns).
+model2="$work/tiny2.caps"
+check "train tiny again" 0 "test accuracy" -- "$capsnet" train --data "$data" \
+    --out "$model2" --limit 600 --test-limit 200 --epochs 2 --batch 50 $tiny --seed 3
+params=$("$capsnet" info --model "$model" | sed -nE 's/^parameters ([0-9]+).*/\1/p')
+check "same seed, same weights" 0 "" -- cmp -i 192 -n $((12 * params)) "$model" "$model2"
+cut -d, -f1-6 "$work/tiny2.csv" > "$work/tiny2.csv.cut"
+check "same seed, same log" 0 "" -- sh -c "cut -d, -f1-6 '$work/tiny.csv' | cmp - '$work/tiny2.csv.cut'"
+check "another seed, other weights" 1 "differ" -- sh -c "'$capsnet' train --data '$data' \
+    --out '$work/tiny3.caps' --limit 600 --test-limit 200 --epochs 1 --batch 50 $tiny --seed 4 \
+    >/dev/null 2>&1; cmp -n 100000 '$model' '$work/tiny3.caps'"
+
 # predict: a real MNIST digit as PGM, then broken inputs
 pgm_from_idx "$data/t10k-images-idx3-ubyte.gz" 0 "$work/seven.pgm"
 check "predict text" 0 "seven.pgm: class [0-9] \(length" -- "$capsnet" predict --model "$model" "$work/seven.pgm"
