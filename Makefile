@@ -47,6 +47,7 @@ endif
 
 LIB_SRC   := $(wildcard src/*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
+TOOL_OBJ  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(wildcard tools/*.c))
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
@@ -67,7 +68,7 @@ $(BUILD)/src $(BUILD)/tests $(BUILD)/tools:
 $(BUILD)/libcapsnet.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(PROGRAM): $(BUILD)/tools/capsnet.o $(BUILD)/libcapsnet.a
+$(PROGRAM): $(TOOL_OBJ) $(BUILD)/libcapsnet.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELP) $(BUILD)/libcapsnet.a
@@ -93,4 +94,4 @@ run: $(PROGRAM)
 clean:
 	rm -rf build build-asan build-noblas capsnet
 
--include $(LIB_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELP:.o=.d) $(BUILD)/tools/capsnet.d
+-include $(LIB_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELP:.o=.d) $(TOOL_OBJ:.o=.d)

@@ -1,0 +1,224 @@
+/*
+ * cli.c: the helpers the commands share (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------ messages */
+
+void print_error(const caps_error *err) {
+    fprintf(stderr, "capsnet: error: %s\n", err->msg);
+    if (err->hint[0]) fprintf(stderr, "hint: %s\n", err->hint);
+}
+
+int fail_runtime(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "capsnet: error: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_FAILURE;
+}
+
+int fail_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "capsnet: error: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fprintf(stderr, "Try 'capsnet %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+    return EXIT_USAGE;
+}
+
+/* Writes s as a JSON string (quotes included). */
+void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* "1:02:03" or "4:05". */
+void format_duration(char *buf, size_t n, double seconds) {
+    long s = seconds > 0 && seconds < 1e9 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+}
+
+/* ------------------------------------------------------------------------ options */
+
+int parse_number(const char *s, opt_kind kind, double min, double max, void *dest) {
+    char *end;
+    errno = 0;
+    if (kind == OPT_FLOAT) {
+        double v = strtod(s, &end);
+        if (end == s || *end || errno || !isfinite(v) || v < min || v > max) return -1;
+        *(float *)dest = (float)v;
+    } else if (kind == OPT_U64) {
+        if (*s == '-') return -1;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (end == s || *end || errno) return -1;
+        *(uint64_t *)dest = (uint64_t)v;
+    } else {
+        long v = strtol(s, &end, 10);
+        if (end == s || *end || errno || v < min || v > max) return -1;
+        *(int *)dest = (int)v;
+    }
+    return 0;
+}
+
+static void print_options(FILE *f, const option *opts, int n) {
+    for (int k = 0; k < n; k++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", opts[k].name, opts[k].metavar ? " " : "",
+                 opts[k].metavar ? opts[k].metavar : "");
+        fprintf(f, "  %-22s %s\n", left, opts[k].help);
+    }
+}
+
+/* Parses argv[1..] (argv[0] is the command) into opts; the rest are positional arguments,
+ * collected into pos (at most max_pos). Returns 0, 1 for --help, or EXIT_USAGE. */
+static int parse_options(const char *cmd, option *opts, int n, int argc, char **argv,
+                         char **pos, int max_pos, int *npos) {
+    *npos = 0;
+    int only_positional = 0;
+    for (int a = 1; a < argc; a++) {
+        char *arg = argv[a];
+        if (!only_positional && strcmp(arg, "--") == 0) {
+            only_positional = 1;
+            continue;
+        }
+        if (only_positional || strncmp(arg, "--", 2) != 0) {
+            if (strcmp(arg, "-h") == 0) return 1;
+            if (*npos == max_pos) return fail_usage(cmd, "unexpected argument '%s'", arg);
+            pos[(*npos)++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--help") == 0) return 1;
+        char *name = arg + 2, *value = strchr(name, '=');
+        size_t len = value ? (size_t)(value - name) : strlen(name);
+        option *o = NULL;
+        for (int k = 0; k < n; k++)
+            if (strlen(opts[k].name) == len && strncmp(opts[k].name, name, len) == 0) o = &opts[k];
+        if (!o) return fail_usage(cmd, "unknown option '--%.*s'", (int)len, name);
+        if (o->kind == OPT_FLAG) {
+            if (value) return fail_usage(cmd, "option '--%s' takes no value", o->name);
+            *(int *)o->dest = 1;
+            o->given = 1;
+            continue;
+        }
+        if (value) {
+            value++;
+        } else {
+            if (a + 1 >= argc) return fail_usage(cmd, "option '--%s' needs a value", o->name);
+            value = argv[++a];
+        }
+        if (o->kind == OPT_STRING) {
+            if (!*value) return fail_usage(cmd, "option '--%s' needs a non-empty value", o->name);
+            *(const char **)o->dest = value;
+        } else if (parse_number(value, o->kind, o->min, o->max, o->dest) != 0) {
+            if (o->kind == OPT_U64)
+                return fail_usage(cmd, "bad value '%s' for --%s (expected a non-negative integer)",
+                                  value, o->name);
+            return fail_usage(cmd, "bad value '%s' for --%s (expected %s %g..%g)", value, o->name,
+                              o->kind == OPT_INT ? "an integer in" : "a number in", o->min,
+                              o->max);
+        }
+        o->given = 1;
+    }
+    return 0;
+}
+
+/* parse_options for a command, printing usage and the option table for --help.
+ * Returns 0 to go on, or the exit status to return now (0 after --help). */
+int parse_command(const char *cmd, const char *usage, option *opts, int n, int argc,
+                         char **argv, char **pos, int max_pos, int *npos, int *done) {
+    int rc = parse_options(cmd, opts, n, argc, argv, pos, max_pos, npos);
+    *done = rc != 0;
+    if (rc == 1) {
+        fputs(usage, stdout);
+        print_options(stdout, opts, n);
+        return 0;
+    }
+    return rc;
+}
+
+const option *find_option(const option *opts, int n, const char *name) {
+    for (int k = 0; k < n; k++)
+        if (strcmp(opts[k].name, name) == 0) return &opts[k];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ progress */
+
+/* SIGINT / SIGTERM during training: the first finishes the step and saves; the second
+ * kills the program at once (the last checkpoint on disk stays as it was). */
+volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+    if (stop_requested) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_requested = 1;
+}
+
+void clear_live_line(progress_ctx *pc) {
+    if (pc->printed) fprintf(stderr, "\r\033[K");
+    pc->printed = 0;
+}
+
+/* A live line on a terminal (10 times a second at most); on a pipe or file, a plain line
+ * every tenth of the work, so logs show progress without flooding. */
+int on_progress(const caps_progress *p, void *ctx) {
+    progress_ctx *pc = ctx;
+    if (pc->quiet) return stop_requested != 0;
+    double t = now_seconds();
+    int done = p->batch - pc->start_batch, last = p->batch == p->batches;
+    double per_batch = done > 0 ? p->seconds / done : 0.0;
+    char eta[32];
+    format_duration(eta, sizeof eta, per_batch * (p->batches - p->batch));
+    char line[256];
+    snprintf(line, sizeof line, "%s  batch %d/%d  loss %.4f  %.1f img/s  ETA %s", pc->what,
+             p->batch, p->batches, p->loss, p->seconds > 0 ? p->images / p->seconds : 0.0, eta);
+    if (pc->is_tty) {
+        if (t - pc->last_print >= 0.1 || last) {
+            fprintf(stderr, "\r\033[K%s", line);
+            pc->last_print = t;
+            pc->printed = 1;
+        }
+    } else {
+        int tenth = (int)((long long)p->batch * 10 / p->batches);
+        int before = (int)((long long)(p->batch - 1) * 10 / p->batches);
+        if (tenth != before && !last) fprintf(stderr, "%s\n", line);
+    }
+    return stop_requested != 0;
+}
+
+void install_stop_handlers(void) {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+}

@@ -1,0 +1,71 @@
+/*
+ * cli.h: what the commands of the capsnet program share: error and usage messages,
+ * the option parser, JSON strings, progress lines and the stop-on-signal flag.
+ * Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.
+ */
+#ifndef CAPS_CLI_H
+#define CAPS_CLI_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "capsnet.h"
+
+#define CAPSNET_VERSION "0.1.0"
+#define EXIT_USAGE 2
+#define EXIT_INTERRUPTED 130
+
+/* ---- messages */
+void print_error(const caps_error *err);
+int fail_runtime(const char *fmt, ...);
+int fail_usage(const char *cmd, const char *fmt, ...);
+void json_string(FILE *f, const char *s);
+double now_seconds(void);
+void format_duration(char *buf, size_t n, double seconds);
+
+/* ---- options */
+typedef enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_STRING, OPT_U64 } opt_kind;
+
+typedef struct {
+    const char *name;    /* without the leading "--" */
+    opt_kind kind;
+    void *dest;          /* int*, float*, const char**, uint64_t* */
+    double min, max;     /* inclusive range for numbers */
+    const char *metavar; /* NULL for flags */
+    const char *help;
+    int given;           /* set by the parser */
+} option;
+
+int parse_number(const char *s, opt_kind kind, double min, double max, void *dest);
+/* Parses a command's argv (argv[0] is the command) into opts, the rest into pos (at most
+ * max_pos). Prints usage and the option table for --help. Sets *done when the command
+ * should return at once, with the returned status (0 after --help). */
+int parse_command(const char *cmd, const char *usage, option *opts, int n, int argc,
+                  char **argv, char **pos, int max_pos, int *npos, int *done);
+const option *find_option(const option *opts, int n, const char *name);
+
+/* ---- progress */
+extern volatile sig_atomic_t stop_requested;
+/* SIGINT / SIGTERM set stop_requested; a second one kills the program at once. */
+void install_stop_handlers(void);
+
+typedef struct {
+    const char *what;  /* "epoch 2/3" or "testing" */
+    int quiet;         /* print nothing, only watch for signals */
+    int is_tty;
+    int start_batch;   /* batches already done when this run of the loop began */
+    double last_print; /* for throttling the live line */
+    int printed;       /* a live line is on the terminal */
+} progress_ctx;
+
+int on_progress(const caps_progress *p, void *ctx);
+void clear_live_line(progress_ctx *pc);
+
+/* ---- commands */
+int cmd_train(int argc, char **argv);
+int cmd_test(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif /* CAPS_CLI_H */

@@ -1,0 +1,241 @@
+/*
+ * cmd_eval.c: the commands that use a trained model: capsnet test (accuracy, per-class
+ * accuracy, confusion matrix), capsnet predict (images -> classes) and capsnet info.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ------------------------------------------------------------------------ test */
+
+static const char test_usage[] =
+    "Usage: capsnet test --model MODEL [--data DIR] [options]\n"
+    "\n"
+    "Evaluates MODEL on the test set in DIR (t10k-images-idx3-ubyte[.gz] etc.): accuracy,\n"
+    "per-class accuracy, loss (the decoder masked by the predicted class, as at test time)\n"
+    "and the confusion matrix.\n"
+    "\n"
+    "Options:\n";
+
+static void print_eval_text(const caps_eval *ev, const char *model, const char *data) {
+    int J = ev->num_classes;
+    printf("model %s on %s: %d test images\n", model, data, ev->total);
+    printf("accuracy %.2f%% (%d / %d), test loss %.4f (margin %.4f, reconstruction %.4f)\n\n",
+           ev->total ? 100.0 * ev->correct / ev->total : 0.0, ev->correct, ev->total, ev->loss,
+           ev->margin, ev->recon);
+    printf("class  accuracy   correct / total\n");
+    for (int j = 0; j < J; j++)
+        printf("%5d  %7.2f%%   %7d / %d\n", j,
+               ev->class_total[j] ? 100.0 * ev->class_correct[j] / ev->class_total[j] : 0.0,
+               ev->class_correct[j], ev->class_total[j]);
+    printf("\nconfusion matrix (rows: true class, columns: predicted class)\n      ");
+    for (int j = 0; j < J; j++) printf("%6d", j);
+    printf("\n");
+    for (int i = 0; i < J; i++) {
+        printf("%6d", i);
+        for (int j = 0; j < J; j++) printf("%6d", ev->confusion[i * J + j]);
+        printf("\n");
+    }
+}
+
+static void print_eval_json(const caps_eval *ev, const char *model, const char *data) {
+    int J = ev->num_classes;
+    printf("{\"model\": ");
+    json_string(stdout, model);
+    printf(", \"data\": ");
+    json_string(stdout, data);
+    printf(", \"accuracy\": %.6f, \"correct\": %d, \"total\": %d, \"loss\": %.6f, "
+           "\"margin_loss\": %.6f, \"recon_loss\": %.6f, \"per_class\": [",
+           ev->total ? (double)ev->correct / ev->total : 0.0, ev->correct, ev->total, ev->loss,
+           ev->margin, ev->recon);
+    for (int j = 0; j < J; j++)
+        printf("%s{\"class\": %d, \"accuracy\": %.6f, \"correct\": %d, \"total\": %d}",
+               j ? ", " : "", j,
+               ev->class_total[j] ? (double)ev->class_correct[j] / ev->class_total[j] : 0.0,
+               ev->class_correct[j], ev->class_total[j]);
+    printf("], \"confusion\": [");
+    for (int i = 0; i < J; i++) {
+        printf("%s[", i ? ", " : "");
+        for (int j = 0; j < J; j++) printf("%s%d", j ? ", " : "", ev->confusion[i * J + j]);
+        printf("]");
+    }
+    printf("]}\n");
+}
+
+int cmd_test(int argc, char **argv) {
+    const char *model = NULL, *data = "data/mnist";
+    int json = 0, limit = 0, batch = 100, threads = 0;
+    option opts[] = {
+        {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
+        {"data", OPT_STRING, &data, 0, 0, "DIR", "data folder (default data/mnist)", 0},
+        {"json", OPT_FLAG, &json, 0, 0, NULL, "print one JSON object", 0},
+        {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "the first N test images only", 0},
+        {"batch", OPT_INT, &batch, 1, 4096, "B", "images per forward pass (100)", 0},
+        {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
+    };
+    int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
+    char *pos[1];
+    int rc = parse_command("test", test_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
+    if (done) return rc;
+    if (!model) return fail_usage("test", "--model is required");
+    caps_set_threads(threads);
+    caps_error err;
+    capsnet *m = NULL;
+    caps_train_state st;
+    if (caps_model_load(&m, &st, NULL, model, batch, &err)) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    caps_dataset test = {0};
+    int status = EXIT_FAILURE;
+    if (caps_dataset_load(&test, data, 0, capsnet_config(m)->num_classes, &err)) {
+        print_error(&err);
+        goto done;
+    }
+    progress_ctx pc = {"testing", !isatty(STDERR_FILENO), 1, 0, 0.0, 0};
+    caps_eval ev;
+    if (caps_evaluate(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f, &ev,
+                      on_progress, &pc, &err)) {
+        print_error(&err);
+        goto done;
+    }
+    clear_live_line(&pc);
+    if (json)
+        print_eval_json(&ev, model, data);
+    else
+        print_eval_text(&ev, model, data);
+    caps_eval_free(&ev);
+    status = EXIT_SUCCESS;
+done:
+    caps_dataset_free(&test);
+    capsnet_free(m);
+    return status;
+}
+
+/* ------------------------------------------------------------------------ predict */
+
+static const char predict_usage[] =
+    "Usage: capsnet predict --model MODEL [--json] FILE...\n"
+    "\n"
+    "Classifies each FILE, a grayscale PNG or PGM of the model's image size (28x28 for\n"
+    "MNIST), white digit on black as in MNIST, and prints the predicted class and the\n"
+    "length of every class capsule. --json prints one JSON object per file per line.\n"
+    "\n"
+    "Options:\n";
+
+#define MAX_FILES 100000
+
+int cmd_predict(int argc, char **argv) {
+    const char *model = NULL;
+    int json = 0, threads = 0;
+    option opts[] = {
+        {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
+        {"json", OPT_FLAG, &json, 0, 0, NULL, "one JSON object per file per line", 0},
+        {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
+    };
+    int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
+    char **files = malloc(MAX_FILES * sizeof *files);
+    if (!files) return fail_runtime("out of memory");
+    int rc = parse_command("predict", predict_usage, opts, nopts, argc, argv, files, MAX_FILES,
+                           &npos, &done);
+    if (done || !model || npos == 0) {
+        free(files);
+        if (done) return rc;
+        return fail_usage("predict", !model ? "--model is required" : "no image files given");
+    }
+    caps_set_threads(threads);
+    caps_error err;
+    capsnet *m = NULL;
+    if (caps_model_load(&m, NULL, NULL, model, 1, &err)) {
+        print_error(&err);
+        free(files);
+        return EXIT_FAILURE;
+    }
+    const caps_config *cfg = capsnet_config(m);
+    int S = cfg->image_size, J = cfg->num_classes, failures = 0;
+    if (cfg->in_channels != 1) {
+        capsnet_free(m);
+        free(files);
+        return fail_runtime("%s: predict reads grayscale images; this model takes %d channels",
+                            model, cfg->in_channels);
+    }
+    float *x = malloc((size_t)S * S * sizeof(float));
+    if (!x) {
+        capsnet_free(m);
+        free(files);
+        return fail_runtime("out of memory");
+    }
+    for (int f = 0; f < npos; f++) {
+        if (caps_image_load(files[f], x, S, S, &err)) {
+            print_error(&err);
+            failures++;
+            continue;
+        }
+        capsnet_forward(m, x, NULL, 1, CAPS_MASK_PREDICTED, 0.0f);
+        int cls = capsnet_predictions(m)[0];
+        const float *len = capsnet_lengths(m);
+        if (json) {
+            printf("{\"file\": ");
+            json_string(stdout, files[f]);
+            printf(", \"class\": %d, \"lengths\": [", cls);
+            for (int j = 0; j < J; j++) printf("%s%.6f", j ? ", " : "", (double)len[j]);
+            printf("]}\n");
+        } else {
+            printf("%s: class %d (length %.3f); lengths", files[f], cls, (double)len[cls]);
+            for (int j = 0; j < J; j++) printf(" %d:%.3f", j, (double)len[j]);
+            printf("\n");
+        }
+    }
+    free(x);
+    free(files);
+    capsnet_free(m);
+    return failures ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------ info */
+
+static const char info_usage[] =
+    "Usage: capsnet info --model MODEL\n"
+    "\n"
+    "Prints the configuration, the training state and the log of a model file.\n"
+    "\n"
+    "Options:\n";
+
+int cmd_info(int argc, char **argv) {
+    const char *model = NULL;
+    option opts[] = {
+        {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
+    };
+    int npos, done;
+    char *pos[1];
+    int rc = parse_command("info", info_usage, opts, 1, argc, argv, pos, 0, &npos, &done);
+    if (done) return rc;
+    if (!model) return fail_usage("info", "--model is required");
+    caps_error err;
+    capsnet *m = NULL;
+    caps_train_state st;
+    char *log = NULL;
+    if (caps_model_load(&m, &st, &log, model, 1, &err)) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    const caps_config *cfg = capsnet_config(m);
+    printf("%s: capsnet model file version %d, checksum ok\n", model, CAPS_MODEL_VERSION);
+    printf("parameters %zu, Adam steps %lld\n", caps_num_params(cfg),
+           (long long)capsnet_adam_t(m));
+    printf("config:");
+    for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
+        printf(" %s=%d", caps_config_field_name(k), caps_config_get(cfg, k));
+    printf("\ntraining: epochs done %d, batch %lld of the next, batch size %d, lr %g, decay %g, "
+           "recon weight %g, shift %d, limit %d, seed %llu\n",
+           st.epoch, (long long)st.batch_in_epoch, st.batch, (double)st.lr,
+           (double)st.lr_decay, (double)st.recon_weight, st.max_shift, st.limit,
+           (unsigned long long)st.seed);
+    if (log && *log) printf("log:\n%s", log);
+    free(log);
+    capsnet_free(m);
+    return 0;
+}
