@@ -7,13 +7,13 @@
 #   make run          get MNIST, train one epoch, print the test accuracy
 #   make clean
 #
-# Switches: NATIVE=0 (no -march=native), OMP=0 (no OpenMP), BLAS=openblas|none,
+# Switches: NATIVE=0 (no -march=native), OMP=0 (no OpenMP), BLAS=dnnl|openblas|none,
 #           WERROR=1 (warnings are errors, as in CI), SANITIZE=1 (what `make asan` sets).
 
 CC      ?= gcc
 NATIVE  ?= 1
 OMP     ?= 1
-BLAS    ?= openblas
+BLAS    ?= dnnl
 WERROR  ?= 0
 SANITIZE ?= 0
 CAPS_SKIP_E2E ?= 0
@@ -31,11 +31,14 @@ LDFLAGS += -fopenmp
 else
 CFLAGS  += -Wno-unknown-pragmas
 endif
-ifeq ($(BLAS),openblas)
+ifeq ($(BLAS),dnnl)
+CFLAGS  += -DCAPS_USE_DNNL
+LDLIBS  := -ldnnl $(LDLIBS)
+else ifeq ($(BLAS),openblas)
 CFLAGS  += -DCAPS_USE_CBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
 LDLIBS  := -lopenblas $(LDLIBS)
 else ifneq ($(BLAS),none)
-$(error BLAS must be openblas or none, got '$(BLAS)')
+$(error BLAS must be dnnl, openblas or none, got '$(BLAS)')
 endif
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror

@@ -157,6 +157,40 @@ void capsnet_adam_step(capsnet *m, const caps_adam *hp, float lr);
 int64_t capsnet_adam_t(const capsnet *m);
 void capsnet_set_adam_t(capsnet *m, int64_t t);
 
+/* Where the time goes: seconds per layer since the last reset, forward and backward, and
+ * the floating-point operations of each per image (multiply and add count as two). */
+typedef enum {
+    CAPS_LAYER_CONV1,     /* Conv1 + ReLU */
+    CAPS_LAYER_PRIMARY,   /* PrimaryCaps convolution */
+    CAPS_LAYER_SQUASH,    /* channels -> capsules, squash */
+    CAPS_LAYER_PREDICT,   /* prediction vectors u_hat = W u */
+    CAPS_LAYER_ROUTING,   /* dynamic routing and lengths */
+    CAPS_LAYER_DECODER,   /* mask, three linear layers, activations */
+    CAPS_LAYER_LOSS,      /* margin and reconstruction losses */
+    CAPS_LAYER_OTHER,     /* zeroing gradients, copying the input */
+    CAPS_LAYER_ADAM,      /* the optimiser step (time per step, no FLOPs per image) */
+    CAPS_NUM_LAYERS
+} caps_layer;
+
+typedef struct {
+    const char *name;
+    double forward_s, backward_s;
+    double forward_flops, backward_flops; /* per image */
+} caps_layer_profile;
+
+void capsnet_profile(const capsnet *m, caps_layer_profile out[CAPS_NUM_LAYERS]);
+void capsnet_profile_reset(capsnet *m);
+/* FLOPs per image of a forward pass and of a backward pass, decoder included or not. */
+double caps_flops_forward(const caps_config *cfg, int decoder);
+double caps_flops_backward(const caps_config *cfg, int decoder);
+
+/* The matrix-product library in use and the kernel it picked, e.g. "openblas 0.3.21,
+ * Haswell kernel". */
+const char *caps_gemm_backend(void);
+/* Measures that library's speed: the best GFLOP/s of n x n x n products over at least
+ * min_seconds (the machine's matrix-product peak, as the library reaches it). */
+double caps_gemm_gflops(int n, double min_seconds);
+
 /* Threads for OpenMP and the BLAS; 0 means all cores. Returns the count in use. */
 int caps_set_threads(int threads);
 

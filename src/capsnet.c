@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -437,6 +438,78 @@ int caps_set_threads(int threads) {
     return threads;
 }
 
+/* ------------------------------------------------------------------------ profile */
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Adds the seconds since *t to acc and restarts *t: one call between two layers. */
+static void lap(double *acc, double *t) {
+    double now = seconds_now();
+    *acc += now - *t;
+    *t = now;
+}
+
+static const char *const layer_names[CAPS_NUM_LAYERS] = {
+    "conv1", "primary_conv", "primary_squash", "predict", "routing",
+    "decoder", "loss", "other", "adam"};
+
+/* FLOPs per image and layer, forward (fwd) and backward (bwd); letters as in layers.h. */
+static void layer_flops(const caps_config *c, double *fwd, double *bwd) {
+    double C = c->in_channels, C1 = c->conv1_channels, K1 = c->conv1_kernel;
+    double S1 = caps_conv1_out(c), G = caps_primary_grid(c), K2 = c->primary_kernel;
+    double TD = (double)c->primary_types * c->primary_dim, D = c->primary_dim;
+    double I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, R = c->routing_iters;
+    double H1 = c->decoder_hidden1, H2 = c->decoder_hidden2, P = caps_image_pixels(c);
+    for (int k = 0; k < CAPS_NUM_LAYERS; k++) fwd[k] = bwd[k] = 0.0;
+    fwd[CAPS_LAYER_CONV1] = 2 * C1 * S1 * S1 * C * K1 * K1;
+    bwd[CAPS_LAYER_CONV1] = fwd[CAPS_LAYER_CONV1]; /* dW only: the image needs no gradient */
+    fwd[CAPS_LAYER_PRIMARY] = 2 * TD * G * G * C1 * K2 * K2;
+    bwd[CAPS_LAYER_PRIMARY] = 2 * fwd[CAPS_LAYER_PRIMARY]; /* dW and dX */
+    fwd[CAPS_LAYER_PREDICT] = 2 * I * J * E * D;
+    bwd[CAPS_LAYER_PREDICT] = 2 * fwd[CAPS_LAYER_PREDICT];
+    /* s_j in every round and the agreements of all rounds but the last, 2IJE each. */
+    fwd[CAPS_LAYER_ROUTING] = 2 * I * J * E * (2 * R - 1);
+    bwd[CAPS_LAYER_ROUTING] = 2 * fwd[CAPS_LAYER_ROUTING];
+    fwd[CAPS_LAYER_DECODER] = 2 * (J * E * H1 + H1 * H2 + H2 * P);
+    bwd[CAPS_LAYER_DECODER] = 2 * fwd[CAPS_LAYER_DECODER];
+}
+
+double caps_flops_forward(const caps_config *cfg, int decoder) {
+    double fwd[CAPS_NUM_LAYERS], bwd[CAPS_NUM_LAYERS], sum = 0.0;
+    layer_flops(cfg, fwd, bwd);
+    for (int k = 0; k < CAPS_NUM_LAYERS; k++)
+        if (decoder || k != CAPS_LAYER_DECODER) sum += fwd[k];
+    return sum;
+}
+
+double caps_flops_backward(const caps_config *cfg, int decoder) {
+    double fwd[CAPS_NUM_LAYERS], bwd[CAPS_NUM_LAYERS], sum = 0.0;
+    layer_flops(cfg, fwd, bwd);
+    for (int k = 0; k < CAPS_NUM_LAYERS; k++)
+        if (decoder || k != CAPS_LAYER_DECODER) sum += bwd[k];
+    return sum;
+}
+
+void capsnet_profile(const capsnet *m, caps_layer_profile out[CAPS_NUM_LAYERS]) {
+    double fwd[CAPS_NUM_LAYERS], bwd[CAPS_NUM_LAYERS];
+    layer_flops(&m->cfg, fwd, bwd);
+    for (int k = 0; k < CAPS_NUM_LAYERS; k++) {
+        out[k].name = layer_names[k];
+        out[k].forward_s = m->prof_fwd[k];
+        out[k].backward_s = m->prof_bwd[k];
+        out[k].forward_flops = fwd[k];
+        out[k].backward_flops = bwd[k];
+    }
+}
+
+void capsnet_profile_reset(capsnet *m) {
+    for (int k = 0; k < CAPS_NUM_LAYERS; k++) m->prof_fwd[k] = m->prof_bwd[k] = 0.0;
+}
+
 /* ------------------------------------------------------------------------ forward */
 
 /* The decoder on the masked capsules: acts.masked -> h1 -> h2 -> recon. */
@@ -469,26 +542,33 @@ float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int 
     m->batch = B;
     m->recon_weight = recon_weight;
 
+    double *pf = m->prof_fwd, t = seconds_now();
     memcpy(a->x, x, (size_t)B * P * sizeof(float));
     for (int b = 0; b < B; b++) {
         if (labels) CAPS_ASSERT(labels[b] >= 0 && labels[b] < J);
         m->labels[b] = labels ? labels[b] : -1;
     }
+    lap(&pf[CAPS_LAYER_OTHER], &t);
     /* Conv1 + ReLU, then the PrimaryCaps convolution. */
     conv2d_forward(a->a1, m->col, m->col_out, a->x, p->conv1_w, p->conv1_b, B, C, S, S, C1,
                    c->conv1_kernel, c->conv1_stride, m->chunk1);
     relu_forward(a->a1, a->a1, (size_t)B * C1 * S1 * S1);
+    lap(&pf[CAPS_LAYER_CONV1], &t);
     conv2d_forward(a->prim, m->col, m->col_out, a->a1, p->prim_w, p->prim_b, B, C1, S1, S1, TD,
                    c->primary_kernel, c->primary_stride, m->chunk2);
+    lap(&pf[CAPS_LAYER_PRIMARY], &t);
     /* Primary capsules (eq. 1), predictions (eq. 2), routing (Procedure 1). */
     primary_caps_forward(a->u_pre, a->prim, B, c->primary_types, D, G);
     squash_forward(a->u, a->u_norm2, a->u_pre, B * I, D);
+    lap(&pf[CAPS_LAYER_SQUASH], &t);
     predict_forward(a->u_hat, a->u, p->caps_w, B, I, J, E, D);
+    lap(&pf[CAPS_LAYER_PREDICT], &t);
     routing_forward(a->route_v, a->route_c, a->route_s, a->route_n2, a->logits, a->u_hat, B, I,
                     J, E, R);
     const float *v = digit_output(m);
     caps_length_forward(a->lengths, v, B * J, E);
     caps_argmax(m->pred, a->lengths, B, J);
+    lap(&pf[CAPS_LAYER_ROUTING], &t);
 
     /* Decoder on one capsule per image. */
     m->decoder_ran = recon_weight > 0.0f;
@@ -496,6 +576,7 @@ float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int 
         for (int b = 0; b < B; b++) m->cls[b] = mask == CAPS_MASK_LABEL ? labels[b] : m->pred[b];
         mask_forward(a->masked, v, m->cls, B, J, E);
         decoder_forward(m, B);
+        lap(&pf[CAPS_LAYER_DECODER], &t);
     }
 
     m->loss = m->margin_loss = m->recon_loss = 0.0f;
@@ -510,6 +591,7 @@ float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int 
     m->margin_loss = (float)(margin / B);
     m->recon_loss = (float)(recon / B);
     m->loss = (float)((margin + recon) / B);
+    lap(&pf[CAPS_LAYER_LOSS], &t);
     return m->loss;
 }
 
@@ -525,7 +607,11 @@ void capsnet_decode(capsnet *m, float *out, const float *v, const int *cls, int 
 
 /* ------------------------------------------------------------------------ backward */
 
-void capsnet_zero_grad(capsnet *m) { memset(m->grads_mem, 0, m->num_params * sizeof(float)); }
+void capsnet_zero_grad(capsnet *m) {
+    double t = seconds_now();
+    memset(m->grads_mem, 0, m->num_params * sizeof(float));
+    lap(&m->prof_bwd[CAPS_LAYER_OTHER], &t);
+}
 
 void capsnet_backward(capsnet *m) {
     const caps_config *c = &m->cfg;
@@ -542,19 +628,22 @@ void capsnet_backward(capsnet *m) {
     float scale = 1.0f / B; /* the loss is the batch mean */
 
     /* Activation gradients accumulate, so they start at zero every pass. */
+    double *pb = m->prof_bwd, t = seconds_now();
     size_t gsz[CAPS_NUM_GRAD_ACTS], total = 0;
     fill_grad_act_sizes(gsz, c, m->max_batch);
     for (int k = 0; k < CAPS_NUM_GRAD_ACTS; k++) total += gsz[k];
     memset(m->grad_acts_mem, 0, total * sizeof(float));
+    lap(&pb[CAPS_LAYER_OTHER], &t);
 
     /* Margin loss -> lengths -> v. */
     margin_loss_backward(d->lengths, a->lengths, m->labels, scale, B, J);
     const float *v = digit_output(m);
     caps_length_backward(d->v, d->lengths, v, a->lengths, B * J, E);
+    if (m->decoder_ran) recon_loss_backward(d->recon, a->recon, a->x, m->recon_weight * scale, B, P);
+    lap(&pb[CAPS_LAYER_LOSS], &t);
 
     /* Reconstruction loss -> decoder -> the masked capsule of v. */
     if (m->decoder_ran) {
-        recon_loss_backward(d->recon, a->recon, a->x, m->recon_weight * scale, B, P);
         sigmoid_backward(d->z3_dec, d->recon, a->recon, (size_t)B * P);
         linear_backward(d->h2, g->dec3_w, g->dec3_b, d->z3_dec, a->h2, p->dec3_w, B, H2, P);
         relu_backward(d->z2_dec, d->h2, a->h2, (size_t)B * H2);
@@ -563,19 +652,25 @@ void capsnet_backward(capsnet *m) {
         linear_backward(d->masked, g->dec1_w, g->dec1_b, d->z1_dec, a->masked, p->dec1_w, B, JE,
                         H1);
         mask_backward(d->v, d->masked, m->cls, B, J, E);
+        lap(&pb[CAPS_LAYER_DECODER], &t);
     }
 
     /* Routing -> predictions -> primary capsules -> convolutions. */
     routing_backward(d->u_hat, d->routing, d->v, a->route_v, a->route_c, a->route_s,
                      a->route_n2, a->u_hat, B, I, J, E, R);
+    lap(&pb[CAPS_LAYER_ROUTING], &t);
     predict_backward(d->u, g->caps_w, d->u_hat, a->u, p->caps_w, B, I, J, E, D);
+    lap(&pb[CAPS_LAYER_PREDICT], &t);
     squash_backward(d->u_pre, d->u, a->u_pre, a->u_norm2, B * I, D);
     primary_caps_backward(d->prim, d->u_pre, B, c->primary_types, D, G);
+    lap(&pb[CAPS_LAYER_SQUASH], &t);
     conv2d_backward(d->a1, g->prim_w, g->prim_b, m->col, m->col_out, d->prim, a->a1, p->prim_w,
                     B, C1, S1, S1, TD, c->primary_kernel, c->primary_stride, m->chunk2);
+    lap(&pb[CAPS_LAYER_PRIMARY], &t);
     relu_backward(d->z1, d->a1, a->a1, (size_t)B * C1 * S1 * S1);
     conv2d_backward(NULL, g->conv1_w, g->conv1_b, m->col, m->col_out, d->z1, a->x, p->conv1_w, B,
                     C, S, S, C1, c->conv1_kernel, c->conv1_stride, m->chunk1);
+    lap(&pb[CAPS_LAYER_CONV1], &t);
 }
 
 /* ------------------------------------------------------------------------ Adam */
@@ -588,7 +683,9 @@ void caps_adam_default(caps_adam *hp) {
 }
 
 void capsnet_adam_step(capsnet *m, const caps_adam *hp, float lr) {
+    double t = seconds_now();
     m->adam_t++;
     adam_update(m->params_mem, m->m_mem, m->v_mem, m->grads_mem, m->num_params, lr, hp->beta1,
                 hp->beta2, hp->eps, (long long)m->adam_t);
+    lap(&m->prof_bwd[CAPS_LAYER_ADAM], &t);
 }

@@ -1,7 +1,11 @@
 /*
  * gemm.c: single-precision matrix product, row-major.
  *
- * With BLAS=openblas (the default) gemm is cblas_sgemm. With BLAS=none it is a blocked
+ * With BLAS=dnnl (the default) gemm is oneDNN's dnnl_sgemm, with BLAS=openblas it is
+ * cblas_sgemm (measured on a 2-core AVX-512 machine with OPENBLAS_CORETYPE=Haswell, the
+ * PrimaryCaps products ran at 510 GFLOP/s with oneDNN, 250 with OpenBLAS's AVX2 kernel,
+ * 350 with BLIS told its architecture, 83 with BLIS left to detect it; BENCHMARKS.md has
+ * the table). With BLAS=none it is a blocked
  * loop below: B is packed into a panel that stays in cache, rows of C are split across
  * threads (each thread owns its rows, so no two threads write the same element), and the
  * innermost loop runs over contiguous columns so the compiler vectorises it.
@@ -11,10 +15,15 @@
 #include "gemm.h"
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "util.h"
 
-#ifdef CAPS_USE_CBLAS
+#if defined(CAPS_USE_DNNL)
+#include <dnnl.h>
+#elif defined(CAPS_USE_CBLAS)
 /* cblas.h pulls in <complex.h>, whose macro I would clash with the dimension letter I used
  * across the library: only this file includes it. */
 #include <cblas.h>
@@ -36,9 +45,49 @@ void gemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha, cons
     }
 }
 
-#ifdef CAPS_USE_CBLAS
+#if defined(CAPS_USE_DNNL)
 
-const char *gemm_backend(void) { return "openblas"; }
+/* oneDNN's dnnl_sgemm is row-major, like every matrix here, and picks its kernel from the
+ * processor at run time (AVX-512 where there is one), whatever OPENBLAS_CORETYPE says. */
+const char *gemm_backend(void) {
+    static char name[128];
+    const dnnl_version_t *v = dnnl_version();
+    static const char *const isa[] = {"default", "sse41", "avx", "avx2", "avx2_vnni",
+                                      "avx512_core", "avx512_core_vnni", "avx512_core_bf16"};
+    int k = 0;
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: k = 1; break;
+    case dnnl_cpu_isa_avx: k = 2; break;
+    case dnnl_cpu_isa_avx2: k = 3; break;
+    case dnnl_cpu_isa_avx2_vnni: k = 4; break;
+    case dnnl_cpu_isa_avx512_core: k = 5; break;
+    case dnnl_cpu_isa_avx512_core_vnni: k = 6; break;
+    case dnnl_cpu_isa_avx512_core_bf16: k = 7; break;
+    default: k = 0; break;
+    }
+    snprintf(name, sizeof name, "onednn %d.%d.%d (%s kernels)", v->major, v->minor, v->patch,
+             isa[k]);
+    return name;
+}
+
+/* oneDNN runs on OpenMP threads: omp_set_num_threads (caps_set_threads) sets them. */
+void gemm_set_threads(int threads) { (void)threads; }
+
+void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M == 0 || N == 0) return;
+    dnnl_status_t s = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda,
+                                 B, ldb, beta, C, ldc);
+    CAPS_ASSERT(s == dnnl_success);
+}
+
+#elif defined(CAPS_USE_CBLAS)
+
+const char *gemm_backend(void) {
+    static char name[128];
+    snprintf(name, sizeof name, "openblas (%s kernel)", openblas_get_corename());
+    return name;
+}
 
 void gemm_set_threads(int threads) { openblas_set_num_threads(threads); }
 
@@ -111,3 +160,32 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const floa
 }
 
 #endif
+
+/* ------------------------------------------------------------------------ benchmark */
+
+const char *caps_gemm_backend(void) { return gemm_backend(); }
+
+double caps_gemm_gflops(int n, double min_seconds) {
+    float *a = caps_alloc((size_t)n * n, sizeof(float)), *b = caps_alloc((size_t)n * n, sizeof(float));
+    float *c = caps_alloc((size_t)n * n, sizeof(float));
+    if (!a || !b || !c) {
+        free(a), free(b), free(c);
+        return 0.0;
+    }
+    for (size_t k = 0; k < (size_t)n * n; k++) {
+        a[k] = (float)(k % 7) * 0.25f - 0.75f;
+        b[k] = (float)(k % 5) * 0.25f - 0.5f;
+    }
+    double best = 1e30, spent = 0.0;
+    for (int rep = 0; rep < 3 || spent < min_seconds; rep++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        gemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        best = s < best ? s : best;
+        spent += s;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * (double)n * n / best / 1e9;
+}

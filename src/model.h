@@ -78,6 +78,9 @@ struct capsnet {
     int *cls;    /* [B] the capsule the decoder saw */
     int *pred;   /* [B] predicted classes */
 
+    /* Seconds per layer since capsnet_profile_reset (caps_layer order). */
+    double prof_fwd[CAPS_NUM_LAYERS], prof_bwd[CAPS_NUM_LAYERS];
+
     /* What the last forward pass did, for backward. */
     int batch;
     int decoder_ran;

@@ -6,6 +6,7 @@
  *   capsnet test     accuracy, per-class accuracy, loss and confusion matrix of a model
  *   capsnet predict  classify 28x28 PNG or PGM images
  *   capsnet info     what a model file holds
+ *   capsnet bench    training and inference speed, per layer
  *
  * Exit status: 0 success, 1 runtime error (a file, the data, a numeric failure), 2 usage
  * error (unknown flag, bad value), 130 interrupted (training saved a checkpoint first).
@@ -25,6 +26,7 @@ static const char main_usage[] =
     "  test      accuracy, per-class accuracy and confusion matrix of a model\n"
     "  predict   classify PNG or PGM images\n"
     "  info      show what a model file holds\n"
+    "  bench     measure training and inference speed on this machine\n"
     "\n"
     "'capsnet COMMAND --help' describes the options of a command.\n"
     "Get MNIST with: scripts/get-data.sh mnist data/mnist\n";
@@ -47,5 +49,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "test") == 0) return cmd_test(argc - 1, argv + 1);
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     return fail_usage(NULL, "unknown command '%s'", cmd);
 }

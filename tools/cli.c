@@ -171,6 +171,34 @@ const option *find_option(const option *opts, int n, const char *name) {
     return NULL;
 }
 
+/* --config KEY=VALUE[,KEY=VALUE...] overrides configuration fields by name. */
+int apply_config_overrides(caps_config *cfg, const char *spec) {
+    char buf[1024];
+    if (strlen(spec) >= sizeof buf) return fail_usage(NULL, "--config value too long");
+    strcpy(buf, spec);
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq) return fail_usage(NULL, "bad --config item '%s' (expected KEY=VALUE)", item);
+        *eq = '\0';
+        int field = -1, value;
+        for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
+            if (strcmp(caps_config_field_name(k), item) == 0) field = k;
+        if (field < 0) {
+            fprintf(stderr, "capsnet: error: unknown --config key '%s'; keys:", item);
+            for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
+                fprintf(stderr, " %s", caps_config_field_name(k));
+            fputc('\n', stderr);
+            return EXIT_USAGE;
+        }
+        if (parse_number(eq + 1, OPT_INT, 1, 4096, &value) != 0)
+            return fail_usage(NULL, "bad --config value '%s' for %s (expected 1..4096)", eq + 1,
+                              item);
+        caps_config_set(cfg, field, value);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ progress */
 
 /* SIGINT / SIGTERM during training: the first finishes the step and saves; the second

@@ -44,6 +44,8 @@ int parse_number(const char *s, opt_kind kind, double min, double max, void *des
 int parse_command(const char *cmd, const char *usage, option *opts, int n, int argc,
                   char **argv, char **pos, int max_pos, int *npos, int *done);
 const option *find_option(const option *opts, int n, const char *name);
+/* --config KEY=VALUE[,KEY=VALUE...]: configuration fields by name. 0, or EXIT_USAGE. */
+int apply_config_overrides(caps_config *cfg, const char *spec);
 
 /* ---- progress */
 extern volatile sig_atomic_t stop_requested;
@@ -67,5 +69,6 @@ int cmd_train(int argc, char **argv);
 int cmd_test(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif /* CAPS_CLI_H */

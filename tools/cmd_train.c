@@ -12,34 +12,6 @@
 
 #include "cli.h"
 
-/* --config KEY=VALUE[,KEY=VALUE...] overrides configuration fields by name. */
-static int apply_config_overrides(caps_config *cfg, const char *spec) {
-    char buf[1024];
-    if (strlen(spec) >= sizeof buf) return fail_usage("train", "--config value too long");
-    strcpy(buf, spec);
-    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item;
-         item = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(item, '=');
-        if (!eq) return fail_usage("train", "bad --config item '%s' (expected KEY=VALUE)", item);
-        *eq = '\0';
-        int field = -1, value;
-        for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
-            if (strcmp(caps_config_field_name(k), item) == 0) field = k;
-        if (field < 0) {
-            fprintf(stderr, "capsnet: error: unknown --config key '%s'; keys:", item);
-            for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
-                fprintf(stderr, " %s", caps_config_field_name(k));
-            fputc('\n', stderr);
-            return EXIT_USAGE;
-        }
-        if (parse_number(eq + 1, OPT_INT, 1, 4096, &value) != 0)
-            return fail_usage("train", "bad --config value '%s' for %s (expected 1..4096)", eq + 1,
-                              item);
-        caps_config_set(cfg, field, value);
-    }
-    return 0;
-}
-
 /* The log sits beside the model: mnist.caps -> mnist.csv, other names get ".csv" added. */
 static void log_path_for(char *out, size_t n, const char *model) {
     size_t len = strlen(model);
