@@ -1,9 +1,10 @@
 #!/bin/sh
 # install-deps.sh: installs, with apt-get, the Debian packages capsnet needs to build and
 # test, skipping those already installed. Run as root (or it uses sudo when available).
-#   build: gcc, make, OpenBLAS (cblas), zlib, libpng; data: curl, ca-certificates
+#   build: gcc, make, oneDNN (matrix products; OpenBLAS for BLAS=openblas), zlib, libpng;
+#   data: curl, ca-certificates
 set -eu
-packages="build-essential libopenblas-dev zlib1g-dev libpng-dev ca-certificates curl"
+packages="build-essential libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev ca-certificates curl"
 missing=""
 for p in $packages; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
