@@ -3,7 +3,8 @@
 #   make              build ./capsnet (and build/libcapsnet.a)
 #   make test         build and run the test suite (ends with "N passed, N failed")
 #   make asan         the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make noblas       the suite built with BLAS=none (the end-to-end MNIST run skipped: slow)
+#   make noblas       the suite built with BLAS=none NATIVE=0: the plain C kernels everywhere
+#                     (the end-to-end MNIST run skipped: slow)
 #   make run          get MNIST, train one epoch, print the test accuracy
 #   make clean
 #
@@ -59,11 +60,16 @@ PROGRAM   := $(if $(filter build,$(BUILD)),capsnet,$(BUILD)/capsnet)
 .PHONY: all test asan noblas run clean
 all: $(PROGRAM)
 
-$(BUILD)/src/%.o: src/%.c | $(BUILD)/src
+# Objects depend on the flags too: switching BLAS= or SANITIZE= rebuilds what they change.
+FLAGS_STAMP := $(BUILD)/flags.$(shell echo '$(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)' | cksum | cut -d' ' -f1)
+$(FLAGS_STAMP): | $(BUILD)/src
+	rm -f $(BUILD)/flags.* && touch $@
+
+$(BUILD)/src/%.o: src/%.c $(FLAGS_STAMP) | $(BUILD)/src
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/tests/%.o: tests/%.c | $(BUILD)/tests
+$(BUILD)/tests/%.o: tests/%.c $(FLAGS_STAMP) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/tools/%.o: tools/%.c | $(BUILD)/tools
+$(BUILD)/tools/%.o: tools/%.c $(FLAGS_STAMP) | $(BUILD)/tools
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/src $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@
@@ -87,7 +93,7 @@ asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
 
 noblas:
-	$(MAKE) BUILD=build-noblas BLAS=none CAPS_SKIP_E2E=1 test
+	$(MAKE) BUILD=build-noblas BLAS=none NATIVE=0 CAPS_SKIP_E2E=1 test
 
 run: $(PROGRAM)
 	scripts/get-data.sh mnist data/mnist

@@ -163,8 +163,7 @@ typedef enum {
     CAPS_LAYER_CONV1,     /* Conv1 + ReLU */
     CAPS_LAYER_PRIMARY,   /* PrimaryCaps convolution */
     CAPS_LAYER_SQUASH,    /* channels -> capsules, squash */
-    CAPS_LAYER_PREDICT,   /* prediction vectors u_hat = W u */
-    CAPS_LAYER_ROUTING,   /* dynamic routing and lengths */
+    CAPS_LAYER_DIGIT,     /* prediction vectors u_hat = W u, dynamic routing, lengths */
     CAPS_LAYER_DECODER,   /* mask, three linear layers, activations */
     CAPS_LAYER_LOSS,      /* margin and reconstruction losses */
     CAPS_LAYER_OTHER,     /* zeroing gradients, copying the input */

@@ -19,6 +19,13 @@ void relu_backward(float *din, const float *dout, const float *out, size_t n) {
     for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+/* The same rule, written over the gradient itself: the backward of Conv1's ReLU keeps
+ * one 41 MB buffer (batch 100) instead of two. */
+void relu_backward_inplace(float *d, const float *out, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) d[i] = out[i] > 0.0f ? d[i] : 0.0f;
+}
+
 void sigmoid_forward(float *out, const float *in, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = 1.0f / (1.0f + expf(-in[i]));
 }

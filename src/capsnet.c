@@ -38,8 +38,6 @@
  * capsule towards its own class from the first step. */
 #define CAPS_W_INIT_STD 0.03f
 
-/* Budget for the im2col scratch of a convolution chunk (columns and product). */
-#define CAPS_CONV_SCRATCH_BYTES ((size_t)48 << 20)
 
 /* ------------------------------------------------------------------------ config */
 
@@ -211,24 +209,22 @@ static void fill_act_sizes(size_t *s, const caps_config *c, size_t B) {
     size_t I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, D = c->primary_dim;
     size_t P = caps_image_pixels(c);
     s[0] = B * P;               /* x */
-    s[1] = B * C1 * S1 * S1;    /* a1 */
+    s[1] = conv_act_size((int)B, (int)C1, (int)S1, (int)S1, c->primary_stride); /* a1 */
     s[2] = B * TD * G * G;      /* prim */
     s[3] = B * I * D;           /* u_pre */
     s[4] = B * I * D;           /* u */
     s[5] = B * I;               /* u_norm2 */
-    s[6] = B * I * J * E;       /* u_hat */
-    s[7] = R * B * I * J;       /* route_c */
-    s[8] = R * B * J * E;       /* route_s */
-    s[9] = R * B * J * E;       /* route_v */
-    s[10] = R * B * J;          /* route_n2 */
-    s[11] = B * I * J;          /* logits */
-    s[12] = B * J;              /* lengths */
-    s[13] = B;                  /* margin */
-    s[14] = B * J * E;          /* masked */
-    s[15] = B * c->decoder_hidden1;
-    s[16] = B * c->decoder_hidden2;
-    s[17] = B * P;              /* recon */
-    s[18] = B;                  /* recon_err */
+    s[6] = R * B * I * J;       /* route_c */
+    s[7] = R * B * J * E;       /* route_s */
+    s[8] = R * B * J * E;      /* route_v */
+    s[9] = R * B * J;          /* route_n2 */
+    s[10] = B * J;              /* lengths */
+    s[11] = B;                  /* margin */
+    s[12] = B * J * E;          /* masked */
+    s[13] = B * c->decoder_hidden1;
+    s[14] = B * c->decoder_hidden2;
+    s[15] = B * P;              /* recon */
+    s[16] = B;                  /* recon_err */
 }
 
 static void fill_grad_act_sizes(size_t *s, const caps_config *c, size_t B) {
@@ -236,22 +232,19 @@ static void fill_grad_act_sizes(size_t *s, const caps_config *c, size_t B) {
     size_t C1 = c->conv1_channels, TD = (size_t)c->primary_types * c->primary_dim;
     size_t I = caps_num_primary(c), J = c->num_classes, E = c->digit_dim, D = c->primary_dim;
     size_t H1 = c->decoder_hidden1, H2 = c->decoder_hidden2, P = caps_image_pixels(c);
-    s[0] = B * C1 * S1 * S1;    /* a1 */
-    s[1] = B * C1 * S1 * S1;    /* z1 */
-    s[2] = B * TD * G * G;      /* prim */
-    s[3] = B * I * D;           /* u_pre */
-    s[4] = B * I * D;           /* u */
-    s[5] = B * I * J * E;       /* u_hat */
-    s[6] = B * J * E;           /* v */
-    s[7] = B * J;               /* lengths */
-    s[8] = B * J * E;           /* masked */
-    s[9] = B * H1;
-    s[10] = B * H1;
-    s[11] = B * H2;
-    s[12] = B * H2;
-    s[13] = B * P;
-    s[14] = B * P;
-    s[15] = B * routing_scratch_size((int)I, (int)J, (int)E);
+    s[0] = conv_act_size((int)B, (int)C1, (int)S1, (int)S1, c->primary_stride); /* a1 */
+    s[1] = B * TD * G * G;      /* prim */
+    s[2] = B * I * D;           /* u_pre */
+    s[3] = B * I * D;           /* u */
+    s[4] = B * J * E;           /* v */
+    s[5] = B * J;               /* lengths */
+    s[6] = B * J * E;           /* masked */
+    s[7] = B * H1;
+    s[8] = B * H1;
+    s[9] = B * H2;
+    s[10] = B * H2;
+    s[11] = B * P;
+    s[12] = B * P;
 }
 
 /* Allocates one arena of sum(sizes) floats and points each buffer into it. */
@@ -266,15 +259,6 @@ static float *alloc_arena(float ***ptrs, const size_t *sizes, int n) {
         p += sizes[k];
     }
     return mem;
-}
-
-/* Images per convolution chunk: as many as the scratch budget holds, spread evenly. */
-static int conv_chunk(size_t floats_per_image, int max_batch) {
-    size_t cap = CAPS_CONV_SCRATCH_BYTES / (floats_per_image * sizeof(float));
-    if (cap < 1) cap = 1;
-    if (cap > (size_t)max_batch) cap = max_batch;
-    int pieces = (int)((max_batch + cap - 1) / cap);
-    return (max_batch + pieces - 1) / pieces;
 }
 
 /* ------------------------------------------------------------------------ create / free */
@@ -302,39 +286,46 @@ int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, caps_er
     fill_act_sizes(asz, cfg, max_batch);
     fill_grad_act_sizes(gsz, cfg, max_batch);
     caps_acts *a = &m->acts;
-    float **aptr[CAPS_NUM_ACTS] = {&a->x,        &a->a1,       &a->prim,    &a->u_pre,
-                                   &a->u,        &a->u_norm2,  &a->u_hat,   &a->route_c,
-                                   &a->route_s,  &a->route_v,  &a->route_n2, &a->logits,
-                                   &a->lengths,  &a->margin,   &a->masked,  &a->h1,
-                                   &a->h2,       &a->recon,    &a->recon_err};
+    float **aptr[CAPS_NUM_ACTS] = {&a->x,       &a->a1,       &a->prim,    &a->u_pre,
+                                   &a->u,       &a->u_norm2,  &a->route_c, &a->route_s,
+                                   &a->route_v, &a->route_n2, &a->lengths, &a->margin,
+                                   &a->masked,  &a->h1,       &a->h2,      &a->recon,
+                                   &a->recon_err};
     caps_grad_acts *g = &m->dacts;
-    float **gptr[CAPS_NUM_GRAD_ACTS] = {&g->a1,     &g->z1,     &g->prim,   &g->u_pre,
-                                        &g->u,      &g->u_hat,  &g->v,      &g->lengths,
-                                        &g->masked, &g->h1,     &g->z1_dec, &g->h2,
-                                        &g->z2_dec, &g->recon,  &g->z3_dec, &g->routing};
+    float **gptr[CAPS_NUM_GRAD_ACTS] = {&g->a1,     &g->prim,   &g->u_pre,  &g->u,
+                                        &g->v,      &g->lengths, &g->masked, &g->h1,
+                                        &g->z1_dec, &g->h2,     &g->z2_dec, &g->recon,
+                                        &g->z3_dec};
     m->acts_mem = alloc_arena(aptr, asz, CAPS_NUM_ACTS);
     m->grad_acts_mem = alloc_arena(gptr, gsz, CAPS_NUM_GRAD_ACTS);
 
-    /* Convolution scratch, per image: im2col columns plus the product before NCHW. */
-    int S1 = caps_conv1_out(cfg), G = caps_primary_grid(cfg);
-    int TD = cfg->primary_types * cfg->primary_dim;
-    size_t col1 = conv2d_col_size(cfg->in_channels, cfg->conv1_kernel, S1, S1);
-    size_t out1 = (size_t)cfg->conv1_channels * S1 * S1;
-    size_t col2 = conv2d_col_size(cfg->conv1_channels, cfg->primary_kernel, G, G);
-    size_t out2 = (size_t)TD * G * G;
-    m->chunk1 = conv_chunk(col1 + out1, max_batch);
-    m->chunk2 = conv_chunk(col2 + out2, max_batch);
-    size_t col = col1 * m->chunk1 > col2 * m->chunk2 ? col1 * m->chunk1 : col2 * m->chunk2;
-    size_t cout = out1 * m->chunk1 > out2 * m->chunk2 ? out1 * m->chunk1 : out2 * m->chunk2;
-    m->col = caps_alloc(col, sizeof(float));
-    m->col_out = caps_alloc(cout, sizeof(float));
+    /* Convolution scratch (conv2d.c): Conv1's im2col of one output row, and the PrimaryCaps
+     * weights and their gradient in the order of the shifted products. */
+    m->col = caps_alloc(conv2d_rows_col_size(max_batch, cfg->in_channels, cfg->image_size,
+                                             cfg->conv1_kernel, cfg->conv1_stride),
+                        sizeof(float));
+    m->prim_wt = caps_alloc(m->param_sizes[2], sizeof(float));
+    m->prim_dwt = caps_alloc(m->param_sizes[2], sizeof(float));
+    m->prim_wt_version = -1;
+    int I = caps_num_primary(cfg);
+    m->digit_threads = 1;
+#ifdef _OPENMP
+    m->digit_threads = omp_get_max_threads();
+#endif
+    m->digit_scratch = caps_alloc((size_t)m->digit_threads *
+                                      digit_caps_scratch_size(I, cfg->num_classes, cfg->digit_dim,
+                                                              cfg->primary_dim, cfg->routing_iters),
+                                  sizeof(float));
+    m->caps_wt = caps_alloc(m->param_sizes[4], sizeof(float));
+    m->caps_wt_version = -1;
 
     m->labels = caps_alloc(max_batch, sizeof(int));
     m->cls = caps_alloc(max_batch, sizeof(int));
     m->pred = caps_alloc(max_batch, sizeof(int));
 
     if (!m->params_mem || !m->grads_mem || !m->m_mem || !m->v_mem || !m->acts_mem ||
-        !m->grad_acts_mem || !m->col || !m->col_out || !m->labels || !m->cls || !m->pred) {
+        !m->grad_acts_mem || !m->col || !m->prim_wt || !m->prim_dwt || !m->digit_scratch ||
+        !m->caps_wt || !m->labels || !m->cls || !m->pred) {
         capsnet_free(m);
         return caps_fail(err, CAPS_ERR_MEMORY,
                          "out of memory allocating the model for batch %d", max_batch);
@@ -356,7 +347,10 @@ void capsnet_free(capsnet *m) {
     free(m->acts_mem);
     free(m->grad_acts_mem);
     free(m->col);
-    free(m->col_out);
+    free(m->prim_wt);
+    free(m->prim_dwt);
+    free(m->digit_scratch);
+    free(m->caps_wt);
     free(m->labels);
     free(m->cls);
     free(m->pred);
@@ -395,15 +389,23 @@ void capsnet_init_weights(capsnet *m, uint64_t seed) {
     memset(m->m_mem, 0, m->num_params * sizeof(float));
     memset(m->v_mem, 0, m->num_params * sizeof(float));
     m->adam_t = 0;
+    m->params_version++;
 }
 
 /* ------------------------------------------------------------------------ accessors */
 
 const caps_config *capsnet_config(const capsnet *m) { return &m->cfg; }
 int capsnet_max_batch(const capsnet *m) { return m->max_batch; }
-caps_params *capsnet_params(capsnet *m) { return &m->params; }
+caps_params *capsnet_params(capsnet *m) {
+    m->params_version++;
+    return &m->params;
+}
 caps_params *capsnet_grads(capsnet *m) { return &m->grads; }
-float *capsnet_param_memory(capsnet *m) { return m->params_mem; }
+/* Whoever asks for writable parameters may change them: derived copies are stale. */
+float *capsnet_param_memory(capsnet *m) {
+    m->params_version++;
+    return m->params_mem;
+}
 float *capsnet_grad_memory(capsnet *m) { return m->grads_mem; }
 float *capsnet_adam_m(capsnet *m) { return m->m_mem; }
 float *capsnet_adam_v(capsnet *m) { return m->v_mem; }
@@ -454,8 +456,7 @@ static void lap(double *acc, double *t) {
 }
 
 static const char *const layer_names[CAPS_NUM_LAYERS] = {
-    "conv1", "primary_conv", "primary_squash", "predict", "routing",
-    "decoder", "loss", "other", "adam"};
+    "conv1", "primary_conv", "primary_squash", "digit_caps", "decoder", "loss", "other", "adam"};
 
 /* FLOPs per image and layer, forward (fwd) and backward (bwd); letters as in layers.h. */
 static void layer_flops(const caps_config *c, double *fwd, double *bwd) {
@@ -469,11 +470,10 @@ static void layer_flops(const caps_config *c, double *fwd, double *bwd) {
     bwd[CAPS_LAYER_CONV1] = fwd[CAPS_LAYER_CONV1]; /* dW only: the image needs no gradient */
     fwd[CAPS_LAYER_PRIMARY] = 2 * TD * G * G * C1 * K2 * K2;
     bwd[CAPS_LAYER_PRIMARY] = 2 * fwd[CAPS_LAYER_PRIMARY]; /* dW and dX */
-    fwd[CAPS_LAYER_PREDICT] = 2 * I * J * E * D;
-    bwd[CAPS_LAYER_PREDICT] = 2 * fwd[CAPS_LAYER_PREDICT];
-    /* s_j in every round and the agreements of all rounds but the last, 2IJE each. */
-    fwd[CAPS_LAYER_ROUTING] = 2 * I * J * E * (2 * R - 1);
-    bwd[CAPS_LAYER_ROUTING] = 2 * fwd[CAPS_LAYER_ROUTING];
+    /* u_hat (2IJED), then s_j in every round and the agreements of all rounds but the
+     * last (2IJE each); backward twice that (the recomputed u_hat is not counted). */
+    fwd[CAPS_LAYER_DIGIT] = 2 * I * J * E * D + 2 * I * J * E * (2 * R - 1);
+    bwd[CAPS_LAYER_DIGIT] = 2 * fwd[CAPS_LAYER_DIGIT];
     fwd[CAPS_LAYER_DECODER] = 2 * (J * E * H1 + H1 * H2 + H2 * P);
     bwd[CAPS_LAYER_DECODER] = 2 * fwd[CAPS_LAYER_DECODER];
 }
@@ -511,6 +511,18 @@ void capsnet_profile_reset(capsnet *m) {
 }
 
 /* ------------------------------------------------------------------------ forward */
+
+/* Threads for the fused DigitCaps layer: as many as run now, at most as many as its
+ * scratch was made for. */
+static int digit_threads(const capsnet *m) {
+#ifdef _OPENMP
+    int n = omp_get_max_threads();
+    return n < m->digit_threads ? n : m->digit_threads;
+#else
+    (void)m;
+    return 1;
+#endif
+}
 
 /* The decoder on the masked capsules: acts.masked -> h1 -> h2 -> recon. */
 static void decoder_forward(capsnet *m, int B) {
@@ -550,25 +562,30 @@ float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int 
     }
     lap(&pf[CAPS_LAYER_OTHER], &t);
     /* Conv1 + ReLU, then the PrimaryCaps convolution. */
-    conv2d_forward(a->a1, m->col, m->col_out, a->x, p->conv1_w, p->conv1_b, B, C, S, S, C1,
-                   c->conv1_kernel, c->conv1_stride, m->chunk1);
-    relu_forward(a->a1, a->a1, (size_t)B * C1 * S1 * S1);
+    conv2d_rows_forward(a->a1, m->col, a->x, p->conv1_w, p->conv1_b, B, C, S, S, C1,
+                        c->conv1_kernel, c->conv1_stride, c->primary_stride, 1);
     lap(&pf[CAPS_LAYER_CONV1], &t);
-    conv2d_forward(a->prim, m->col, m->col_out, a->a1, p->prim_w, p->prim_b, B, C1, S1, S1, TD,
-                   c->primary_kernel, c->primary_stride, m->chunk2);
+    if (m->prim_wt_version != m->params_version) {
+        conv2d_shift_weights(m->prim_wt, p->prim_w, TD, C1, c->primary_kernel);
+        m->prim_wt_version = m->params_version;
+    }
+    conv2d_shift_forward(a->prim, a->a1, m->prim_wt, p->prim_b, B, C1, S1, S1, TD,
+                         c->primary_kernel, c->primary_stride);
     lap(&pf[CAPS_LAYER_PRIMARY], &t);
     /* Primary capsules (eq. 1), predictions (eq. 2), routing (Procedure 1). */
     primary_caps_forward(a->u_pre, a->prim, B, c->primary_types, D, G);
     squash_forward(a->u, a->u_norm2, a->u_pre, B * I, D);
     lap(&pf[CAPS_LAYER_SQUASH], &t);
-    predict_forward(a->u_hat, a->u, p->caps_w, B, I, J, E, D);
-    lap(&pf[CAPS_LAYER_PREDICT], &t);
-    routing_forward(a->route_v, a->route_c, a->route_s, a->route_n2, a->logits, a->u_hat, B, I,
-                    J, E, R);
+    if (m->caps_wt_version != m->params_version) {
+        digit_caps_transpose_weights(m->caps_wt, p->caps_w, I, J, E, D);
+        m->caps_wt_version = m->params_version;
+    }
+    digit_caps_forward(a->route_v, a->route_c, a->route_s, a->route_n2, m->digit_scratch, a->u,
+                       m->caps_wt, B, I, J, E, D, R, digit_threads(m));
     const float *v = digit_output(m);
     caps_length_forward(a->lengths, v, B * J, E);
     caps_argmax(m->pred, a->lengths, B, J);
-    lap(&pf[CAPS_LAYER_ROUTING], &t);
+    lap(&pf[CAPS_LAYER_DIGIT], &t);
 
     /* Decoder on one capsule per image. */
     m->decoder_ran = recon_weight > 0.0f;
@@ -656,20 +673,21 @@ void capsnet_backward(capsnet *m) {
     }
 
     /* Routing -> predictions -> primary capsules -> convolutions. */
-    routing_backward(d->u_hat, d->routing, d->v, a->route_v, a->route_c, a->route_s,
-                     a->route_n2, a->u_hat, B, I, J, E, R);
-    lap(&pb[CAPS_LAYER_ROUTING], &t);
-    predict_backward(d->u, g->caps_w, d->u_hat, a->u, p->caps_w, B, I, J, E, D);
-    lap(&pb[CAPS_LAYER_PREDICT], &t);
+    digit_caps_backward(d->u, g->caps_w, m->digit_scratch, d->v, a->route_v, a->route_c,
+                        a->route_s, a->route_n2, a->u, m->caps_wt, B, I, J, E, D, R,
+                        digit_threads(m));
+    lap(&pb[CAPS_LAYER_DIGIT], &t);
     squash_backward(d->u_pre, d->u, a->u_pre, a->u_norm2, B * I, D);
     primary_caps_backward(d->prim, d->u_pre, B, c->primary_types, D, G);
     lap(&pb[CAPS_LAYER_SQUASH], &t);
-    conv2d_backward(d->a1, g->prim_w, g->prim_b, m->col, m->col_out, d->prim, a->a1, p->prim_w,
-                    B, C1, S1, S1, TD, c->primary_kernel, c->primary_stride, m->chunk2);
+    memset(m->prim_dwt, 0, m->param_sizes[2] * sizeof(float));
+    conv2d_shift_backward(d->a1, m->prim_dwt, g->prim_b, d->prim, a->a1, m->prim_wt, B, C1, S1,
+                          S1, TD, c->primary_kernel, c->primary_stride);
+    conv2d_shift_weights_grad(g->prim_w, m->prim_dwt, TD, C1, c->primary_kernel);
     lap(&pb[CAPS_LAYER_PRIMARY], &t);
-    relu_backward(d->z1, d->a1, a->a1, (size_t)B * C1 * S1 * S1);
-    conv2d_backward(NULL, g->conv1_w, g->conv1_b, m->col, m->col_out, d->z1, a->x, p->conv1_w, B,
-                    C, S, S, C1, c->conv1_kernel, c->conv1_stride, m->chunk1);
+    relu_backward_inplace(d->a1, a->a1, conv_act_size(B, C1, S1, S1, c->primary_stride));
+    conv2d_rows_backward(g->conv1_w, g->conv1_b, m->col, d->a1, a->x, B, C, S, S, C1,
+                         c->conv1_kernel, c->conv1_stride, c->primary_stride);
     lap(&pb[CAPS_LAYER_CONV1], &t);
 }
 
@@ -685,6 +703,7 @@ void caps_adam_default(caps_adam *hp) {
 void capsnet_adam_step(capsnet *m, const caps_adam *hp, float lr) {
     double t = seconds_now();
     m->adam_t++;
+    m->params_version++;
     adam_update(m->params_mem, m->m_mem, m->v_mem, m->grads_mem, m->num_params, lr, hp->beta1,
                 hp->beta2, hp->eps, (long long)m->adam_t);
     lap(&m->prof_bwd[CAPS_LAYER_ADAM], &t);

@@ -576,6 +576,7 @@ int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char 
     }
     /* A new model: reading straight into its arenas is safe, it is freed on failure. */
     if (!rc) rc = reader_payload(&r, m->params_mem, m->m_mem, m->v_mem, text, err);
+    m->params_version++;
     reader_close(&r);
     if (rc) {
         free(text);
@@ -625,6 +626,7 @@ int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const cha
         return rc;
     }
     memcpy(m->params_mem, stage, n * sizeof(float));
+    m->params_version++;
     memcpy(m->m_mem, stage + n, n * sizeof(float));
     memcpy(m->v_mem, stage + 2 * n, n * sizeof(float));
     free(stage);

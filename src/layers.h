@@ -18,23 +18,42 @@
 
 #include <stddef.h>
 
-/* ---- conv2d.c: convolution as im2col + one matrix product per chunk of images */
+/* ---- conv2d.c: convolution as matrix products over "row-phased, channels last"
+ * activations act[ph][hs][b][w][c] (pixel row h = hs*P + ph); see conv2d.c */
 
-/* Rows of the im2col matrix (Ci*K*K) times columns per image (Ho*Wo). */
-size_t conv2d_col_size(int Ci, int K, int Ho, int Wo);
-void im2col(float *col, const float *in, int nb, int Ci, int H, int W, int K, int stride);
-void col2im(float *din, const float *col, int nb, int Ci, int H, int W, int K, int stride);
-void conv2d_forward(float *out, float *col, float *tmp, const float *in, const float *w,
-                    const float *bias, int B, int Ci, int H, int W, int Co, int K, int stride,
-                    int chunk);
-void conv2d_backward(float *din, float *dw, float *dbias, float *col, float *tmp,
-                     const float *dout, const float *in, const float *w, int B, int Ci, int H,
-                     int W, int Co, int K, int stride, int chunk);
+size_t conv_act_size(int B, int C, int H, int W, int P);
+void conv_act_from_nchw(float *act, const float *nchw, int B, int C, int H, int W, int P);
+void conv_act_to_nchw(float *nchw, const float *act, int B, int C, int H, int W, int P);
+/* The plain loops over PyTorch's NCHW layout that the fast versions must equal. */
+void conv2d_naive_forward(float *out, const float *in, const float *w, const float *bias, int B,
+                          int Ci, int H, int W, int Co, int K, int S);
+void conv2d_naive_backward(float *din, float *dw, float *dbias, const float *dout,
+                           const float *in, const float *w, int B, int Ci, int H, int W, int Co,
+                           int K, int S);
+/* Conv1: im2col one output row at a time; in is NCHW, out row-phased with P phases. */
+size_t conv2d_rows_col_size(int B, int Ci, int W, int K, int S);
+void conv2d_rows_forward(float *out, float *col, const float *in, const float *w,
+                         const float *bias, int B, int Ci, int H, int W, int Co, int K, int S,
+                         int P, int relu);
+void conv2d_rows_backward(float *dw, float *dbias, float *col, const float *dout,
+                          const float *in, int B, int Ci, int H, int W, int Co, int K, int S,
+                          int P);
+/* PrimaryCaps: products over shifted patch matrices; in row-phased with S phases, out
+ * [Ho][B][Wo][Co], weights reordered to wt[K][K][Ci][Co]. */
+void conv2d_shift_weights(float *wt, const float *w, int Co, int Ci, int K);
+void conv2d_shift_weights_grad(float *dw, const float *dwt, int Co, int Ci, int K);
+void conv2d_shift_forward(float *out, const float *in, const float *wt, const float *bias, int B,
+                          int Ci, int H, int W, int Co, int K, int S);
+void conv2d_shift_backward(float *din, float *dwt, float *dbias, const float *dout,
+                           const float *in, const float *wt, int B, int Ci, int H, int W, int Co,
+                           int K, int S);
 
 /* ---- activation.c: elementwise nonlinearities */
 
 void relu_forward(float *out, const float *in, size_t n);
 void relu_backward(float *din, const float *dout, const float *out, size_t n);
+/* The same with din == dout: d = relu'(x) d, for a gradient with a single producer. */
+void relu_backward_inplace(float *d, const float *out, size_t n);
 void sigmoid_forward(float *out, const float *in, size_t n);
 void sigmoid_backward(float *din, const float *dout, const float *out, size_t n);
 
@@ -63,6 +82,18 @@ size_t routing_scratch_size(int I, int J, int E); /* floats per image for backwa
 void routing_backward(float *du_hat, float *scratch, const float *dv, const float *v,
                       const float *c, const float *s, const float *norm2, const float *u_hat,
                       int B, int I, int J, int E, int R);
+/* The fused layer: predict + routing without storing u_hat (digit_caps.c explains).
+ * digit_caps_plain = 1 makes it use its plain C kernels instead of the AVX-512 ones. */
+extern int digit_caps_plain;
+size_t digit_caps_scratch_size(int I, int J, int E, int D, int R);
+void digit_caps_transpose_weights(float *WT, const float *W, int I, int J, int E, int D);
+void digit_caps_forward(float *v, float *c, float *s, float *norm2, float *scratch,
+                        const float *u, const float *WT, int B, int I, int J, int E, int D,
+                        int R, int nthreads);
+void digit_caps_backward(float *du, float *dW, float *scratch, const float *dv, const float *v,
+                         const float *c, const float *s, const float *norm2, const float *u,
+                         const float *WT, int B, int I, int J, int E, int D, int R,
+                         int nthreads);
 void caps_length_forward(float *len, const float *v, int n, int d);
 void caps_length_backward(float *dv, const float *dlen, const float *v, const float *len,
                           int n, int d);

@@ -200,6 +200,60 @@ TEST(argmax_picks_longest_first_on_ties) {
     EXPECT(pred[0] == 1 && pred[1] == 0, "predictions %d %d", pred[0], pred[1]);
 }
 
+/* ---- the fused layer equals predict + routing, forward and backward */
+
+static void check_fused(int Bn, int R, int nthreads) {
+    caps_rng r;
+    caps_rng_seed(&r, 46, (uint64_t)(Bn * 10 + R));
+    size_t nu = (size_t)Bn * I * D, nuh = (size_t)Bn * I * J * E, nv = (size_t)Bn * J * E;
+    float *u = gc_vec(nu), *W = gc_vec(N_W), *WT = gc_vec(N_W), *u_hat = gc_vec(nuh);
+    gc_fill(u, nu, -0.6f, 0.6f, &r);
+    gc_fill(W, N_W, -0.8f, 0.8f, &r);
+    /* reference: the plain layers */
+    float *v1 = gc_vec(R * nv), *c1 = gc_vec((size_t)R * Bn * I * J), *s1 = gc_vec(R * nv);
+    float *n1 = gc_vec((size_t)R * Bn * J), *lg = gc_vec((size_t)Bn * I * J);
+    predict_forward(u_hat, u, W, Bn, I, J, E, D);
+    routing_forward(v1, c1, s1, n1, lg, u_hat, Bn, I, J, E, R);
+    /* fused */
+    float *v2 = gc_vec(R * nv), *c2 = gc_vec((size_t)R * Bn * I * J), *s2 = gc_vec(R * nv);
+    float *n2 = gc_vec((size_t)R * Bn * J);
+    float *scratch = gc_vec((size_t)nthreads * digit_caps_scratch_size(I, J, E, D, R));
+    digit_caps_transpose_weights(WT, W, I, J, E, D);
+    digit_caps_forward(v2, c2, s2, n2, scratch, u, WT, Bn, I, J, E, D, R, nthreads);
+    int bad = 0;
+    for (size_t k = 0; k < R * nv; k++) bad += !test_close(v1[k], v2[k], 1e-5, 1e-7);
+    for (size_t k = 0; k < (size_t)R * Bn * I * J; k++) bad += !test_close(c1[k], c2[k], 1e-5, 1e-7);
+    EXPECT(bad == 0, "B %d R %d threads %d: %d forward values differ", Bn, R, nthreads, bad);
+    /* backward */
+    float *dv = gc_vec(nv), *du_hat = gc_vec(nuh), *rs = gc_vec((size_t)Bn * routing_scratch_size(I, J, E));
+    float *du1 = gc_vec(nu), *dW1 = gc_vec(N_W), *du2 = gc_vec(nu), *dW2 = gc_vec(N_W);
+    gc_fill(dv, nv, -1, 1, &r);
+    routing_backward(du_hat, rs, dv, v1, c1, s1, n1, u_hat, Bn, I, J, E, R);
+    predict_backward(du1, dW1, du_hat, u, W, Bn, I, J, E, D);
+    digit_caps_backward(du2, dW2, scratch, dv, v2, c2, s2, n2, u, WT, Bn, I, J, E, D, R,
+                        nthreads);
+    bad = 0;
+    for (size_t k = 0; k < nu; k++) bad += !test_close(du1[k], du2[k], 1e-4, 1e-6);
+    for (int k = 0; k < N_W; k++) bad += !test_close(dW1[k], dW2[k], 1e-4, 1e-6);
+    EXPECT(bad == 0, "B %d R %d threads %d: %d gradients differ", Bn, R, nthreads, bad);
+    free(u), free(W), free(WT), free(u_hat), free(v1), free(c1), free(s1), free(n1), free(lg);
+    free(v2), free(c2), free(s2), free(n2), free(scratch), free(dv), free(du_hat), free(rs);
+    free(du1), free(dW1), free(du2), free(dW2);
+}
+
+/* Batches smaller than, equal to and not a multiple of the tile, on one and two threads,
+ * with the vector kernels and with the plain ones. */
+TEST(fused_layer_equals_predict_and_routing) {
+    const int sizes[] = {1, 3, 4, 9};
+    for (int plain = 0; plain < 2; plain++) {
+        digit_caps_plain = plain;
+        for (int k = 0; k < 4; k++)
+            for (int R = 1; R <= 3; R += 2)
+                for (int nt = 1; nt <= 2; nt++) check_fused(sizes[k], R, nt);
+    }
+    digit_caps_plain = 0;
+}
+
 int main(void) {
     RUN(prediction_vectors_are_W_times_u);
     RUN(prediction_backward_matches_finite_differences);
@@ -211,5 +265,6 @@ int main(void) {
     RUN(routing_backward_three_rounds);
     RUN(length_backward_matches_finite_differences);
     RUN(argmax_picks_longest_first_on_ties);
+    RUN(fused_layer_equals_predict_and_routing);
     return TEST_SUMMARY();
 }

@@ -66,6 +66,7 @@ static double net_loss(void *ctx, uint64_t *sig) {
     net_ctx *n = ctx;
     capsnet *m = n->m;
     const caps_config *c = &m->cfg;
+    m->params_version++; /* gradcheck writes params_mem directly */
     capsnet_forward(m, n->x, n->labels, NB, n->mask, n->recon_weight);
     /* The batch mean, accumulated in double from the per-image terms (the float that
      * capsnet_forward returns would round away the differences being measured). */

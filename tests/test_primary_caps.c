@@ -1,6 +1,7 @@
 /*
  * test_primary_caps.c: the channels -> capsules reshape. Capsule i = type*G*G + y*G + x,
- * dimension d = channel - D*type, as PyTorch's view(B, T, D, G, G).permute(0, 1, 3, 4, 2).
+ * dimension d = channel - D*type, as PyTorch's view(B, T, D, G, G).permute(0, 1, 3, 4, 2),
+ * from the convolution output laid out [G][B][G][T*D] (channels last, conv2d.c).
  */
 #include <stdlib.h>
 
@@ -29,7 +30,7 @@ TEST(capsule_order_matches_pytorch_permute) {
             for (int y = 0; y < G; y++)
                 for (int x = 0; x < G; x++) {
                     int t = ch / D, d = ch - D * t, i = t * G * G + y * G + x;
-                    float want = conv[((b * T * D + ch) * G + y) * G + x];
+                    float want = conv[((y * B + b) * G + x) * T * D + ch];
                     bad += u[(b * T * G * G + i) * D + d] != want;
                 }
     EXPECT(bad == 0, "%d elements out of place", bad);

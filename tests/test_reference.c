@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "fixture.h"
+#include "layers.h"
 #include "model.h"
 #include "test.h"
 
@@ -189,9 +190,23 @@ TEST(forward_training_mode) {
     size_t B = nb;
     float rw = need_scalar("train_lo.recon_weight");
     float loss = capsnet_forward(m, x, labels, nb, CAPS_MASK_LABEL, rw);
-    compare_forward("fwd.prim", m->acts.prim, B * TD * G * G);
+    /* The library keeps the convolution output [G][B][G][T*D] (conv2d.c); the fixture has
+     * PyTorch's [B][T*D][G][G]. */
+    float *prim_nchw = malloc(B * TD * G * G * sizeof(float));
+    if (prim_nchw) {
+        conv_act_to_nchw(prim_nchw, m->acts.prim, nb, TD, G, G, 1);
+        compare_forward("fwd.prim", prim_nchw, B * TD * G * G);
+        free(prim_nchw);
+    }
     compare_forward("fwd.u", m->acts.u, B * I * D);
-    compare_forward("fwd.u_hat", m->acts.u_hat, B * I * J * E);
+    /* The fused DigitCaps layer keeps no prediction vectors: make them with the plain
+     * layer (test_digit_caps.c holds the fused one equal to it). */
+    float *u_hat = malloc(B * I * J * E * sizeof(float));
+    if (u_hat) {
+        predict_forward(u_hat, m->acts.u, m->params.caps_w, nb, I, J, E, D);
+        compare_forward("fwd.u_hat", u_hat, B * I * J * E);
+        free(u_hat);
+    }
     compare_forward("fwd.route_v", m->acts.route_v, (size_t)R * B * J * E);
     compare_forward("fwd.v", capsnet_digit_caps(m), B * J * E);
     compare_forward("fwd.lengths", capsnet_lengths(m), B * J);
