@@ -305,7 +305,7 @@ int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, caps_er
                                              cfg->conv1_kernel, cfg->conv1_stride),
                         sizeof(float));
     m->prim_wt = caps_alloc(m->param_sizes[2], sizeof(float));
-    m->prim_dwt = caps_alloc(m->param_sizes[2], sizeof(float));
+    m->prim_dwt = caps_alloc(m->param_sizes[2] / cfg->primary_kernel, sizeof(float));
     m->prim_wt_version = -1;
     int I = caps_num_primary(cfg);
     m->digit_threads = 1;
@@ -680,10 +680,8 @@ void capsnet_backward(capsnet *m) {
     squash_backward(d->u_pre, d->u, a->u_pre, a->u_norm2, B * I, D);
     primary_caps_backward(d->prim, d->u_pre, B, c->primary_types, D, G);
     lap(&pb[CAPS_LAYER_SQUASH], &t);
-    memset(m->prim_dwt, 0, m->param_sizes[2] * sizeof(float));
-    conv2d_shift_backward(d->a1, m->prim_dwt, g->prim_b, d->prim, a->a1, m->prim_wt, B, C1, S1,
-                          S1, TD, c->primary_kernel, c->primary_stride);
-    conv2d_shift_weights_grad(g->prim_w, m->prim_dwt, TD, C1, c->primary_kernel);
+    conv2d_shift_backward(d->a1, g->prim_w, g->prim_b, m->prim_dwt, d->prim, a->a1, m->prim_wt, B,
+                          C1, S1, S1, TD, c->primary_kernel, c->primary_stride);
     lap(&pb[CAPS_LAYER_PRIMARY], &t);
     relu_backward_inplace(d->a1, a->a1, conv_act_size(B, C1, S1, S1, c->primary_stride));
     conv2d_rows_backward(g->conv1_w, g->conv1_b, m->col, d->a1, a->x, B, C, S, S, C1,

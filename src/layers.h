@@ -39,12 +39,12 @@ void conv2d_rows_backward(float *dw, float *dbias, float *col, const float *dout
                           const float *in, int B, int Ci, int H, int W, int Co, int K, int S,
                           int P);
 /* PrimaryCaps: products over shifted patch matrices; in row-phased with S phases, out
- * [Ho][B][Wo][Co], weights reordered to wt[K][K][Ci][Co]. */
+ * [Ho][B][Wo][Co], weights reordered to wt[K][K][Ci][Co]; backward needs dwt, K*Ci*Co
+ * floats of scratch. */
 void conv2d_shift_weights(float *wt, const float *w, int Co, int Ci, int K);
-void conv2d_shift_weights_grad(float *dw, const float *dwt, int Co, int Ci, int K);
 void conv2d_shift_forward(float *out, const float *in, const float *wt, const float *bias, int B,
                           int Ci, int H, int W, int Co, int K, int S);
-void conv2d_shift_backward(float *din, float *dwt, float *dbias, const float *dout,
+void conv2d_shift_backward(float *din, float *dw, float *dbias, float *dwt, const float *dout,
                            const float *in, const float *wt, int B, int Ci, int H, int W, int Co,
                            int K, int S);
 

@@ -68,8 +68,8 @@ struct capsnet {
     caps_grad_acts dacts;
 
     /* Convolution scratch: Conv1's im2col of one output row; the PrimaryCaps weights
-     * reordered for conv2d_shift (refreshed when the parameters change) and their
-     * gradient in that order. */
+     * reordered for conv2d_shift (refreshed when the parameters change) and the gradient
+     * of one kernel row in that order. */
     float *col;
     float *prim_wt, *prim_dwt;
     int64_t prim_wt_version; /* params_version when prim_wt was made (-1: never) */

@@ -142,12 +142,11 @@ TEST(shift_version_equals_plain_loop) {
         conv_act_to_nchw(nchw, out, s->B, s->Co, d.Ho, d.Wo, 1);
         EXPECT(count_far(nchw, d.out, d.n_out) == 0, "shape %d: forward differs", k);
 
-        float *dout = gc_vec(d.n_out), *dact = gc_vec(n_act), *dwt = gc_vec(d.n_w);
+        float *dout = gc_vec(d.n_out), *dact = gc_vec(n_act), *dwt = gc_vec(d.n_w / s->K);
         float *dw = gc_vec(d.n_w), *db = gc_vec(s->Co), *din = gc_vec(d.n_in);
         conv_act_from_nchw(dout, d.dout, s->B, s->Co, d.Ho, d.Wo, 1);
-        conv2d_shift_backward(dact, dwt, db, dout, act, wt, s->B, s->Ci, s->H, s->W, s->Co, s->K,
-                              s->S);
-        conv2d_shift_weights_grad(dw, dwt, s->Co, s->Ci, s->K);
+        conv2d_shift_backward(dact, dw, db, dwt, dout, act, wt, s->B, s->Ci, s->H, s->W, s->Co,
+                              s->K, s->S);
         conv_act_to_nchw(din, dact, s->B, s->Ci, s->H, s->W, s->S);
         EXPECT(count_far(din, d.din, d.n_in) == 0, "shape %d: din differs", k);
         EXPECT(count_far(dw, d.dw, d.n_w) == 0, "shape %d: dw differs", k);
