@@ -6,6 +6,7 @@
 #   make noblas       the suite built with BLAS=none NATIVE=0: the plain C kernels everywhere
 #                     (the end-to-end MNIST run skipped: slow)
 #   make run          get MNIST, train one epoch, print the test accuracy
+#   make bench        capsnet against PyTorch on this machine (bench/compare.sh)
 #   make clean
 #
 # Switches: NATIVE=0 (no -march=native), OMP=0 (no OpenMP), BLAS=dnnl|openblas|none,
@@ -57,7 +58,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
 PROGRAM   := $(if $(filter build,$(BUILD)),capsnet,$(BUILD)/capsnet)
 
-.PHONY: all test asan noblas run clean
+.PHONY: all test asan noblas run bench clean
 all: $(PROGRAM)
 
 # Objects depend on the flags too: switching BLAS= or SANITIZE= rebuilds what they change.
@@ -99,6 +100,9 @@ run: $(PROGRAM)
 	scripts/get-data.sh mnist data/mnist
 	./capsnet train --data data/mnist --out mnist.caps --epochs 1 --overwrite
 	./capsnet test --model mnist.caps --data data/mnist
+
+bench: $(PROGRAM)
+	CAPSNET=$(abspath $(PROGRAM)) bench/compare.sh
 
 clean:
 	rm -rf build build-asan build-noblas capsnet

@@ -5,14 +5,15 @@
 # round counts), then prints a table: training images/s at batch 100 and 20, inference
 # images/s at batch 100, latency at batch 1, peak memory while training at batch 100, and
 # the ratios; and capsnet's speed-up from 1 to THREADS threads. PyTorch comes from
-# Debian's python3-torch under /usr/bin/python3; without it, only capsnet is measured.
+# Debian's python3-torch under /usr/bin/python3 (or $TORCH_PYTHON); without it, only
+# capsnet is measured.
 set -eu
 cd "$(dirname "$0")/.."
 threads=${1:-2}
 seconds=${2:-10}
 rounds=${ROUNDS:-2}
 capsnet=${CAPSNET:-./capsnet}
-torch_py=/usr/bin/python3
+torch_py=${TORCH_PYTHON:-/usr/bin/python3}
 [ -x "$capsnet" ] || make
 have_torch=1
 if ! "$torch_py" -c "import torch" 2>/dev/null; then

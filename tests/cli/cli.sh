@@ -13,7 +13,7 @@ tiny="--config conv1_channels=16,primary_types=4,decoder_hidden1=32,decoder_hidd
 check "no command" 2 "Usage: capsnet" -- "$capsnet"
 check "unknown command" 2 "unknown command 'frobnicate'" -- "$capsnet" frobnicate
 check "help" 0 "Commands:" -- "$capsnet" --help
-for cmd in train test predict info; do
+for cmd in train test predict info bench; do
     check "$cmd --help" 0 "Usage: capsnet $cmd" -- "$capsnet" "$cmd" --help
 done
 check "unknown flag" 2 "unknown option '--bogus'" -- "$capsnet" train --bogus
@@ -80,6 +80,11 @@ check "predict wrong size" 1 "small.pgm: wrong image size" -- "$capsnet" predict
 printf '\377\330\377\340JFIF' > "$work/photo.jpg"
 check "predict jpeg" 1 "photo.jpg: unsupported image format" -- "$capsnet" predict --model "$model" "$work/photo.jpg"
 check "predict keeps going" 1 "seven.pgm: class" -- "$capsnet" predict --model "$model" "$work/photo.jpg" "$work/seven.pgm"
+
+# bench: the keys other tools read, on the tiny network
+check "bench json" 0 '"train_images_per_s": [0-9.]+, "infer_images_per_s": [0-9.]+, .*"gflops_per_s": [0-9.]+, .*"peak_fraction": [0-9.]+, .*"peak_rss_mb": [0-9.]+' \
+    -- "$capsnet" bench --seconds 0.2 --batch 8 $tiny --json
+check "bench text" 0 "layer \(ms/step\)" -- "$capsnet" bench --seconds 0.2 --batch 8 $tiny
 
 # a damaged model: one flipped byte in the weights
 cp "$model" "$work/bad.caps"
