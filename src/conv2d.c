@@ -32,10 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "gemm.h"
 #include "layers.h"
 #include "util.h"
@@ -126,10 +122,8 @@ static void add_column_sums(float *dbias, const float *dout, size_t rows, int Co
     CAPS_ASSERT(Co <= MAX_BIAS_COLUMNS);
 #pragma omp parallel
     {
-        int id = 0, n = 1;
-#ifdef _OPENMP
-        id = omp_get_thread_num(), n = omp_get_num_threads();
-#endif
+        int id, n;
+        caps_thread(&id, &n);
         int o0 = Co * id / n, o1 = Co * (id + 1) / n;
         double acc[MAX_BIAS_COLUMNS];
         for (int o = o0; o < o1; o++) acc[o - o0] = 0.0;

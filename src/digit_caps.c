@@ -24,10 +24,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "layers.h"
 #include "util.h"
 
@@ -644,12 +640,11 @@ void digit_caps_forward(float *v, float *c, float *s, float *norm2, float *scrat
                         const float *u, const float *WT, int B, int I, int J, int E, int D,
                         int R, int nthreads) {
     size_t IJE = (size_t)I * J * E, per = digit_caps_scratch_size(I, J, E, D, R);
+    (void)nthreads; /* without OpenMP */
 #pragma omp parallel num_threads(nthreads)
     {
-        int id = 0, n = 1, b0, b1;
-#ifdef _OPENMP
-        id = omp_get_thread_num(), n = omp_get_num_threads();
-#endif
+        int id, n, b0, b1;
+        caps_thread(&id, &n);
         thread_share(&b0, &b1, B, id, n);
         float *uh = scratch + (size_t)id * per, *lg = uh + tile_uhat(I, J, E);
         float *work = lg + tile_scalars(I, J, R) + tile_vectors(J, E, R);
@@ -676,12 +671,11 @@ void digit_caps_backward(float *du, float *dW, float *scratch, const float *dv, 
     size_t work_offset = vec_offset + tile_vectors(J, E, R);
     size_t dw_offset = work_offset + work_size(J, E);
     int RG = R > 1 ? R - 1 : 1;
+    (void)nthreads; /* without OpenMP */
 #pragma omp parallel num_threads(nthreads)
     {
-        int id = 0, n = 1, b0, b1;
-#ifdef _OPENMP
-        id = omp_get_thread_num(), n = omp_get_num_threads();
-#endif
+        int id, n, b0, b1;
+        caps_thread(&id, &n);
         thread_share(&b0, &b1, B, id, n);
         float *uh = scratch + (size_t)id * per, *Gs = uh + tile_uhat(I, J, E);
         float *dst = uh + vec_offset, *vt = dst + (size_t)DIGIT_TILE * R * JE;

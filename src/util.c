@@ -10,6 +10,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void caps_thread(int *id, int *n) {
+#ifdef _OPENMP
+    *id = omp_get_thread_num();
+    *n = omp_get_num_threads();
+#else
+    *id = 0;
+    *n = 1;
+#endif
+}
+
 int caps_fail(caps_error *err, int code, const char *fmt, ...) {
     if (err) {
         va_list ap;

@@ -26,6 +26,10 @@
 #define CAPS_PRINTF(a, b)
 #endif
 
+/* Inside an OpenMP parallel region: this thread's number and the team's size (0 and 1
+ * without OpenMP), for loops that split work by hand. */
+void caps_thread(int *id, int *n);
+
 /* Fills err (when not NULL) with a formatted message and returns code. */
 int caps_fail(caps_error *err, int code, const char *fmt, ...) CAPS_PRINTF(3, 4);
 /* Sets the hint line of err (when not NULL). */
