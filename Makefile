@@ -6,6 +6,7 @@
 #   make noblas       the suite built with BLAS=none NATIVE=0: the plain C kernels everywhere
 #                     (the end-to-end MNIST run skipped: slow)
 #   make run          get MNIST, train one epoch, print the test accuracy
+#   make valgrind     the program under valgrind's memcheck (train, test, predict)
 #   make bench        capsnet against PyTorch on this machine (bench/compare.sh)
 #   make clean
 #
@@ -58,7 +59,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
 PROGRAM   := $(if $(filter build,$(BUILD)),capsnet,$(BUILD)/capsnet)
 
-.PHONY: all test asan noblas run bench clean
+.PHONY: all test asan noblas valgrind run bench clean
 all: $(PROGRAM)
 
 # Objects depend on the flags too: switching BLAS= or SANITIZE= rebuilds what they change.
@@ -101,10 +102,16 @@ run: $(PROGRAM)
 	./capsnet train --data data/mnist --out mnist.caps --epochs 1 --overwrite
 	./capsnet test --model mnist.caps --data data/mnist
 
+# valgrind knows no AVX-512 and nothing of oneDNN's generated code: a plain build.
+valgrind:
+	$(MAKE) BUILD=build-valgrind NATIVE=0 BLAS=none build-valgrind/capsnet
+	scripts/get-data.sh mnist data/mnist
+	sh tests/valgrind.sh build-valgrind/capsnet
+
 bench: $(PROGRAM)
 	CAPSNET=$(abspath $(PROGRAM)) bench/compare.sh
 
 clean:
-	rm -rf build build-asan build-noblas capsnet
+	rm -rf build build-asan build-noblas build-valgrind build-fuzz capsnet
 
 -include $(LIB_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELP:.o=.d) $(TOOL_OBJ:.o=.d)

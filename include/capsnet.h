@@ -324,12 +324,20 @@ int caps_model_load(capsnet **m, caps_train_state *st, char **log, const char *p
  * changed only when the whole file has been read and its checksum verified. */
 int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const char *path,
                          caps_error *err);
+/* The size in bytes of the model file of m with a log of log_bytes. */
+uint64_t caps_model_file_size(const capsnet *m, size_t log_bytes);
 /* Reads and checks the header only (magic, version, configuration, training state). */
 int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, caps_error *err);
 
 /* Writes text to path atomically (temporary file, fsync, rename), as every output file of
  * capsnet is written: a reader sees the old file or the new one, never half of one. */
 int caps_write_text_atomic(const char *path, const char *text, caps_error *err);
+/* For a signal handler about to end the program: removes the temporary file of a write in
+ * progress, if any (async-signal-safe). The file being replaced stays as it was. */
+void caps_atomic_unlink_in_signal(void);
+/* CAPS_OK when the folder of path is writable and has bytes free; else CAPS_ERR_IO saying
+ * which, with the numbers. */
+int caps_check_room(const char *path, uint64_t bytes, caps_error *err);
 
 /* ------------------------------------------------------------------------ images */
 

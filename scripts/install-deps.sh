@@ -3,8 +3,10 @@
 # test, skipping those already installed. Run as root (or it uses sudo when available).
 #   build: gcc, make, oneDNN (matrix products; OpenBLAS for BLAS=openblas), zlib, libpng;
 #   data: curl, ca-certificates
+#   with --ci, what CI's extra checks use: valgrind, clang and libFuzzer (fuzzing)
 set -eu
 packages="build-essential libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev ca-certificates curl"
+[ "${1:-}" = "--ci" ] && packages="$packages valgrind clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

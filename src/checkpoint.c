@@ -229,6 +229,10 @@ static uint64_t ckpt_file_bytes(uint64_t num_params, uint64_t log_bytes) {
     return CKPT_HEADER_BYTES + 3 * num_params * sizeof(float) + log_bytes + CKPT_CRC_BYTES;
 }
 
+uint64_t caps_model_file_size(const capsnet *m, size_t log_bytes) {
+    return ckpt_file_bytes(m->num_params, log_bytes);
+}
+
 /* ------------------------------------------------------------------------ checks */
 
 /* The training state a file may hold; the same rules on save, so that we never write a

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/statvfs.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -58,6 +60,16 @@ void *caps_alloc(size_t count, size_t size) {
     return p;
 }
 
+/* The temporary file being written now, for caps_atomic_unlink_in_signal: a program killed
+ * by a second Ctrl-C mid-save leaves no half-written temporary behind. Set only once the
+ * path is complete, so a signal sees a whole path or none. */
+static char pending_tmp[4096 + 32];
+static volatile sig_atomic_t pending_set;
+
+void caps_atomic_unlink_in_signal(void) {
+    if (pending_set) unlink(pending_tmp); /* unlink is async-signal-safe */
+}
+
 int caps_atomic_open(caps_atomic_file *af, const char *path, caps_error *err) {
     af->f = NULL;
     if (strlen(path) >= sizeof af->path)
@@ -69,8 +81,12 @@ int caps_atomic_open(caps_atomic_file *af, const char *path, caps_error *err) {
     if (fd < 0)
         return caps_fail(err, CAPS_ERR_IO, "%s: cannot create temporary file %s (%s)", path, af->tmp,
                          strerror(errno));
+    pending_set = 0;
+    memcpy(pending_tmp, af->tmp, sizeof pending_tmp);
+    pending_set = 1;
     af->f = fdopen(fd, "wb");
     if (!af->f) {
+        pending_set = 0;
         int e = errno;
         close(fd);
         unlink(af->tmp);
@@ -102,6 +118,7 @@ static void sync_parent_dir(const char *path) {
 
 int caps_atomic_commit(caps_atomic_file *af, caps_error *err) {
     int bad = ferror(af->f);
+    pending_set = 0; /* from here the temporary is renamed or removed below */
     int e = bad ? EIO : 0;
     if (!bad && fflush(af->f) != 0) bad = 1, e = errno;
     if (!bad && fsync(fileno(af->f)) != 0) bad = 1, e = errno;
@@ -122,6 +139,7 @@ int caps_atomic_commit(caps_atomic_file *af, caps_error *err) {
 }
 
 void caps_atomic_abort(caps_atomic_file *af) {
+    pending_set = 0;
     if (af->f) fclose(af->f);
     af->f = NULL;
     unlink(af->tmp);
@@ -137,4 +155,33 @@ int caps_write_text_atomic(const char *path, const char *text, caps_error *err) 
         return caps_fail(err, CAPS_ERR_IO, "%s: write failed (%s)", path, strerror(e));
     }
     return caps_atomic_commit(&af, err);
+}
+
+int caps_check_room(const char *path, uint64_t bytes, caps_error *err) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        if (n >= sizeof dir) return caps_fail(err, CAPS_ERR_ARG, "%s: path too long", path);
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0)
+        return caps_fail(err, CAPS_ERR_IO, "%s: cannot use folder %s (%s)", path, dir,
+                         strerror(errno));
+    if (access(dir, W_OK) != 0)
+        return caps_fail(err, CAPS_ERR_IO, "%s: folder %s is not writable (%s)", path, dir,
+                         strerror(errno));
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (avail < bytes) {
+        caps_fail(err, CAPS_ERR_IO,
+                  "%s: not enough free space for the model file (expected %llu bytes, got %llu "
+                  "free in %s)", path, (unsigned long long)bytes, (unsigned long long)avail, dir);
+        caps_hint(err, "free some space or write the model elsewhere (--out)");
+        return CAPS_ERR_IO;
+    }
+    return CAPS_OK;
 }

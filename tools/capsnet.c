@@ -11,6 +11,7 @@
  * Exit status: 0 success, 1 runtime error (a file, the data, a numeric failure), 2 usage
  * error (unknown flag, bad value), 130 interrupted (training saved a checkpoint first).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ static const char main_usage[] =
     "Get MNIST with: scripts/get-data.sh mnist data/mnist\n";
 
 int main(int argc, char **argv) {
+    /* A file larger than the process may write (ulimit -f) is a write error to report,
+     * like a full disk, not a reason to die with no message. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         fputs(main_usage, stderr);
         return EXIT_USAGE;

@@ -207,6 +207,9 @@ volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig) {
     if (stop_requested) {
+        /* Second signal: stop now. A model file being saved keeps its old content (saves
+         * are atomic); only the temporary file of the save is removed. */
+        caps_atomic_unlink_in_signal();
         signal(sig, SIG_DFL);
         raise(sig);
         return;

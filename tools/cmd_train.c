@@ -168,11 +168,14 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
         memcpy(log, CSV_HEADER, sizeof CSV_HEADER);
-        /* Fail now, not after the first epoch, if the model cannot be written. */
-        if (caps_model_save(m, &st, log, out, &err)) {
-            print_error(&err);
-            goto done;
-        }
+    }
+    /* Fail now, not after an hour's epoch, if the model cannot be written: the folder must
+     * be writable with room for the file (and its log lines to come); a new run saves its
+     * starting point at once, which also proves the write works. */
+    uint64_t need = caps_model_file_size(m, strlen(log) + 256 * (size_t)(epochs + 1));
+    if (caps_check_room(out, need, &err) || (!resume && caps_model_save(m, &st, log, out, &err))) {
+        print_error(&err);
+        goto done;
     }
     const caps_config *cfg = capsnet_config(m);
     int n_train = st.limit > 0 && st.limit < train.count ? st.limit : train.count;
