@@ -142,6 +142,12 @@ float capsnet_recon_loss(const capsnet *m);            /* batch mean of the weig
 
 /* Decoder alone: capsule vectors v [B][N_out][D_out], class [B] to keep, out [B][C*H*W]. */
 void capsnet_decode(capsnet *m, float *out, const float *v, const int *cls, int B);
+/* The paper's Figure 4 for one image x [C][H][W]: the capsule of class cls (the predicted
+ * one when cls < 0) with each of its D_out dimensions in turn shifted by each of deltas
+ * [steps], decoded: out [D_out][steps][C*H*W]. Only that capsule feeds the decoder, as
+ * in the paper. Returns the class used. */
+int capsnet_perturb(capsnet *m, float *out, const float *x, int cls, const float *deltas,
+                    int steps);
 
 /* Adam (Kingma & Ba) hyperparameters; the paper uses Adam with TensorFlow's defaults. */
 typedef struct {
@@ -234,6 +240,30 @@ void caps_dataset_free(caps_dataset *ds);
 void caps_make_batch(float *x, int *labels, const caps_dataset *ds, const int *idx, int B,
                      int max_shift, caps_rng *rng);
 
+/* Random affine transforms, as the well-known PyTorch notebook tests robustness: every
+ * image rotated about its centre by an angle uniform in [-max_degrees, max_degrees] and
+ * translated by up to max_shift_frac of its width and height in x and y, bilinear
+ * interpolation, zero outside. The draw for image k of a data set depends only on (seed,
+ * k): the same images get the same transforms whatever the batch size. */
+typedef struct {
+    float max_degrees;    /* 30 in the notebook */
+    float max_shift_frac; /* 0.1 */
+    uint64_t seed;
+} caps_affine;
+
+/* Parses "DEG,FRAC" (e.g. "30,0.1"); CAPS_ERR_ARG with a message if malformed. */
+int caps_affine_parse(caps_affine *a, const char *spec, uint64_t seed, caps_error *err);
+/* The transform drawn for image k: angle in degrees, shifts in pixels. */
+void caps_affine_draw(const caps_affine *a, int k, int H, int W, float *degrees, float *tx,
+                      float *ty);
+/* out [C][H][W] = in rotated by degrees about the centre, then shifted by (tx, ty) pixels
+ * (positive: right, down). */
+void caps_affine_image(float *out, const float *in, int C, int H, int W, float degrees,
+                       float tx, float ty);
+/* caps_make_batch with each image transformed (affine may be NULL: plain images). */
+void caps_make_batch_affine(float *x, int *labels, const caps_dataset *ds, const int *idx,
+                            int B, const caps_affine *affine);
+
 /* ------------------------------------------------------------------------ training */
 
 /* Everything about a training run that a model file keeps, so that --resume continues it. */
@@ -296,12 +326,16 @@ typedef struct {
     int *class_total;           /* [J] images of each true class */
     int *class_correct;         /* [J] */
     int *confusion;             /* [J][J]: [true][predicted] counts */
+    int *pred;                  /* [total] the predicted class of each image */
+    float *score;               /* [total] the length of its capsule (the confidence) */
     double seconds;
 } caps_eval;
 
-/* Evaluates the first `limit` images of ds (0 = all) in batches of the model's max_batch. */
+/* Evaluates the first `limit` images of ds (0 = all) in batches of the model's max_batch,
+ * each transformed by affine when it is not NULL. */
 int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_weight,
-                  caps_eval *ev, caps_progress_fn cb, void *ctx, caps_error *err);
+                  const caps_affine *affine, caps_eval *ev, caps_progress_fn cb, void *ctx,
+                  caps_error *err);
 void caps_eval_free(caps_eval *ev);
 
 /* ------------------------------------------------------------------------ model files */
@@ -347,6 +381,48 @@ int caps_image_load(const char *path, float *out, int h, int w, caps_error *err)
 /* Writes an 8-bit grayscale PNG, atomically (temporary file, fsync, rename). */
 int caps_image_write_png(const char *path, const uint8_t *pixels, int h, int w,
                          caps_error *err);
+
+/* ------------------------------------------------------------------------ figures */
+
+/* A grid of grayscale images with text, drawn with cairo (figure.c) and written as PNG:
+ * each image pixel becomes a scale x scale square (nearest neighbour), white on black as
+ * the data. Used for inputs and reconstructions, the perturbation figure, data previews. */
+typedef struct {
+    int rows, cols;                 /* tiles */
+    int tile_h, tile_w;             /* pixels of each image (28 x 28) */
+    int scale;                      /* screen pixels per image pixel (4) */
+    const char *title;              /* one line above the grid, or NULL */
+    const char *const *row_labels;  /* [rows] text left of each row, or NULL */
+    const char *const *col_labels;  /* [cols] text above each column, or NULL */
+    const char *const *captions;    /* [rows*cols] text above each tile, or NULL (or a NULL entry) */
+    const int *marked;              /* [rows*cols] non-zero: a red frame (a wrong prediction), or NULL */
+} caps_grid;
+
+/* Size of the whole PNG, and where the image of tile (r, c) starts in it: its pixel
+ * (y, x) covers [oy + y*scale, oy + (y+1)*scale) x [ox + x*scale, ox + (x+1)*scale). */
+void caps_grid_size(const caps_grid *g, int *width, int *height);
+void caps_grid_tile_origin(const caps_grid *g, int r, int c, int *ox, int *oy);
+/* pixels: [rows*cols][tile_h*tile_w] in [0, 1], tile (r, c) at index r*cols + c. Written
+ * atomically. */
+int caps_grid_write_png(const char *path, const caps_grid *g, const float *pixels,
+                        caps_error *err);
+
+/* A line chart as SVG: x values shared by every series, axes with ticks and labels, a
+ * legend. Series values may be NaN (not drawn). Written atomically. */
+typedef struct {
+    const char *name;
+    const double *y; /* [n] */
+} caps_series;
+
+int caps_chart_write_svg(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, const double *x, int n, const caps_series *series,
+                         int nseries, caps_error *err);
+
+/* A confusion matrix as a heat map PNG: counts [n][n] (row: true class, column: predicted),
+ * each cell shaded by its share of its row, with the count written in it. Written
+ * atomically. */
+int caps_heatmap_write_png(const char *path, const char *title, const int *counts, int n,
+                           caps_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,11 +1,12 @@
 #!/bin/sh
 # install-deps.sh: installs, with apt-get, the Debian packages capsnet needs to build and
 # test, skipping those already installed. Run as root (or it uses sudo when available).
-#   build: gcc, make, oneDNN (matrix products; OpenBLAS for BLAS=openblas), zlib, libpng;
+#   build: gcc, make, pkg-config, oneDNN (matrix products; OpenBLAS for BLAS=openblas),
+#   zlib, libpng, cairo (figures);
 #   data: curl, ca-certificates
 #   with --ci, what CI's extra checks use: valgrind, clang and libFuzzer (fuzzing)
 set -eu
-packages="build-essential libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev ca-certificates curl"
+packages="build-essential pkg-config libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev ca-certificates curl"
 [ "${1:-}" = "--ci" ] && packages="$packages valgrind clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do

@@ -7,8 +7,13 @@
  * with dx, dy uniform in [-max_shift, max_shift] per image. Pixels are scaled to [0, 1],
  * the range of the decoder's sigmoid, so the reconstruction target is the shifted image.
  *
+ * For the robustness test (capsnet test --affine), images are also rotated and translated
+ * with bilinear interpolation (caps_affine_*).
+ *
  * Dimension letters: B images, C channels, H x W pixels.
  */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "capsnet.h"
@@ -45,5 +50,87 @@ void caps_make_batch(float *x, int *labels, const caps_dataset *ds, const int *i
         }
         shift_image(x + (size_t)b * P, ds->images + (size_t)idx[b] * P, C, H, W, dx, dy);
         labels[b] = ds->labels[idx[b]];
+    }
+}
+
+/* ------------------------------------------------------------------------ affine */
+
+/* The generator's stream for affine draws, apart from training's shuffles and shifts. */
+#define RNG_STREAM_AFFINE 0x7u
+
+int caps_affine_parse(caps_affine *a, const char *spec, uint64_t seed, caps_error *err) {
+    char *end;
+    double deg = strtod(spec, &end);
+    if (end == spec || *end != ',')
+        return caps_fail(err, CAPS_ERR_ARG, "affine: bad value '%s' (expected DEG,FRAC, e.g. 30,0.1)",
+                         spec);
+    const char *second = end + 1;
+    double frac = strtod(second, &end);
+    if (end == second || *end || !isfinite(deg) || !isfinite(frac) || deg < 0 || deg > 180 ||
+        frac < 0 || frac > 1)
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "affine: bad value '%s' (expected DEG in 0..180 and FRAC in 0..1, e.g. "
+                         "30,0.1)", spec);
+    a->max_degrees = (float)deg;
+    a->max_shift_frac = (float)frac;
+    a->seed = seed;
+    return CAPS_OK;
+}
+
+void caps_affine_draw(const caps_affine *a, int k, int H, int W, float *degrees, float *tx,
+                      float *ty) {
+    caps_rng r;
+    caps_rng_seed(&r, a->seed + (uint64_t)k * 0x9e3779b97f4a7c15ULL, RNG_STREAM_AFFINE);
+    *degrees = (2.0f * caps_rng_uniform(&r) - 1.0f) * a->max_degrees;
+    *tx = (2.0f * caps_rng_uniform(&r) - 1.0f) * a->max_shift_frac * W;
+    *ty = (2.0f * caps_rng_uniform(&r) - 1.0f) * a->max_shift_frac * H;
+}
+
+/* Each output pixel (x, y) samples the input at the inverse transform of its position:
+ *   p = centre + R(-angle) ((x, y) - centre - t)
+ * bilinearly from the four pixels around p, pixels outside the image counting as 0. */
+void caps_affine_image(float *out, const float *in, int C, int H, int W, float degrees,
+                       float tx, float ty) {
+    double a = degrees * 3.14159265358979323846 / 180.0, ca = cos(a), sa = sin(a);
+    double cx = (W - 1) * 0.5, cy = (H - 1) * 0.5;
+    for (int c = 0; c < C; c++) {
+        const float *src = in + (size_t)c * H * W;
+        float *dst = out + (size_t)c * H * W;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                double dx = x - cx - tx, dy = y - cy - ty;
+                double px = cx + ca * dx + sa * dy, py = cy - sa * dx + ca * dy;
+                double fx = floor(px), fy = floor(py);
+                int x0 = (int)fx, y0 = (int)fy;
+                double wx = px - fx, wy = py - fy, acc = 0.0;
+                for (int k = 0; k < 4; k++) {
+                    int xi = x0 + (k & 1), yi = y0 + (k >> 1);
+                    if (xi < 0 || xi >= W || yi < 0 || yi >= H) continue;
+                    double w = ((k & 1) ? wx : 1.0 - wx) * ((k >> 1) ? wy : 1.0 - wy);
+                    acc += w * src[(size_t)yi * W + xi];
+                }
+                dst[(size_t)y * W + x] = (float)acc;
+            }
+    }
+}
+
+void caps_make_batch_affine(float *x, int *labels, const caps_dataset *ds, const int *idx,
+                            int B, const caps_affine *affine) {
+    caps_make_batch(x, labels, ds, idx, B, 0, NULL);
+    if (!affine) return;
+    int C = ds->channels, H = ds->rows, W = ds->cols;
+    size_t P = (size_t)C * H * W;
+#pragma omp parallel
+    {
+        float *tmp = malloc(P * sizeof(float));
+        CAPS_ASSERT(tmp); /* one image */
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            float deg, tx, ty;
+            caps_affine_draw(affine, idx[b], H, W, &deg, &tx, &ty);
+            memcpy(tmp, x + (size_t)b * P, P * sizeof(float));
+            caps_affine_image(x + (size_t)b * P, tmp, C, H, W, deg, tx, ty);
+        }
+        free(tmp);
     }
 }

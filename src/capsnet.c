@@ -622,6 +622,33 @@ void capsnet_decode(capsnet *m, float *out, const float *v, const int *cls, int 
     m->batch = 0; /* the activations no longer belong to a forward pass */
 }
 
+int capsnet_perturb(capsnet *m, float *out, const float *x, int cls, const float *deltas,
+                    int steps) {
+    const caps_config *c = &m->cfg;
+    int J = c->num_classes, E = c->digit_dim, P = caps_image_pixels(c), B = m->max_batch;
+    CAPS_ASSERT(steps >= 1 && cls < J);
+    capsnet_forward(m, x, NULL, 1, CAPS_MASK_PREDICTED, 0.0f);
+    if (cls < 0) cls = m->pred[0];
+    /* The image's capsules stay in acts.route_v, which decoding does not touch. The rows
+     * (dimension d, step k) of the figure are decoded max_batch at a time; their capsule
+     * sets go in acts.route_s, free after the forward pass and at least B*J*E floats. */
+    const float *v = digit_output(m);
+    float *batch = m->acts.route_s;
+    int total = E * steps;
+    for (int r0 = 0; r0 < total; r0 += B) {
+        int n = total - r0 < B ? total - r0 : B;
+        for (int k = 0; k < n; k++) {
+            int d = (r0 + k) / steps, s = (r0 + k) % steps;
+            float *vk = batch + (size_t)k * J * E;
+            memcpy(vk, v, (size_t)J * E * sizeof(float));
+            vk[cls * E + d] += deltas[s];
+            m->cls[k] = cls;
+        }
+        capsnet_decode(m, out + (size_t)r0 * P, batch, m->cls, n);
+    }
+    return cls;
+}
+
 /* ------------------------------------------------------------------------ backward */
 
 void capsnet_zero_grad(capsnet *m) {

@@ -154,11 +154,14 @@ void caps_eval_free(caps_eval *ev) {
     free(ev->class_total);
     free(ev->class_correct);
     free(ev->confusion);
+    free(ev->pred);
+    free(ev->score);
     memset(ev, 0, sizeof *ev);
 }
 
 int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_weight,
-                  caps_eval *ev, caps_progress_fn cb, void *ctx, caps_error *err) {
+                  const caps_affine *affine, caps_eval *ev, caps_progress_fn cb, void *ctx,
+                  caps_error *err) {
     memset(ev, 0, sizeof *ev);
     int rc = check_shape(m, ds, err);
     if (rc) return rc;
@@ -169,9 +172,12 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
     ev->class_total = calloc((size_t)J, sizeof(int));
     ev->class_correct = calloc((size_t)J, sizeof(int));
     ev->confusion = calloc((size_t)J * J, sizeof(int));
+    ev->pred = calloc((size_t)n, sizeof(int));
+    ev->score = calloc((size_t)n, sizeof(float));
     int *idx = malloc((size_t)B * sizeof(int)), *labels = malloc((size_t)B * sizeof(int));
     float *x = caps_alloc((size_t)B * P, sizeof(float));
-    if (!ev->class_total || !ev->class_correct || !ev->confusion || !idx || !labels || !x) {
+    if (!ev->class_total || !ev->class_correct || !ev->confusion || !ev->pred || !ev->score ||
+        !idx || !labels || !x) {
         free(idx), free(labels), free(x);
         caps_eval_free(ev);
         return caps_fail(err, CAPS_ERR_MEMORY, "out of memory for evaluation");
@@ -181,10 +187,13 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
     for (int bi = 0; bi < batches; bi++) {
         int nb = n - bi * B < B ? n - bi * B : B;
         for (int b = 0; b < nb; b++) idx[b] = bi * B + b;
-        caps_make_batch(x, labels, ds, idx, nb, 0, NULL);
+        caps_make_batch_affine(x, labels, ds, idx, nb, affine);
         capsnet_forward(m, x, labels, nb, CAPS_MASK_PREDICTED, recon_weight);
         const int *pred = capsnet_predictions(m);
+        const float *len = capsnet_lengths(m);
         for (int b = 0; b < nb; b++) {
+            ev->pred[idx[b]] = pred[b];
+            ev->score[idx[b]] = len[(size_t)b * J + pred[b]];
             ev->class_total[labels[b]]++;
             ev->confusion[labels[b] * J + pred[b]]++;
             if (pred[b] == labels[b]) {

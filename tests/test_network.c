@@ -228,6 +228,49 @@ TEST(initialisation_is_seeded) {
     capsnet_free(b);
 }
 
+/* The paper's Figure 4: the unshifted column is the image's own reconstruction, shifted
+ * columns differ from it, and only the chosen capsule's dimension moves. */
+TEST(perturbation_figure_columns) {
+    caps_config c = tiny_config(3);
+    capsnet *m = NULL;
+    caps_error err;
+    EXPECT(capsnet_create(&m, &c, 4, &err) == CAPS_OK, "create: %s", err.msg);
+    if (!m) return;
+    capsnet_init_weights(m, 8);
+    for (size_t k = 0; k < m->param_sizes[4]; k++) m->params.caps_w[k] *= 30.0f;
+    m->params_version++;
+    caps_rng r;
+    caps_rng_seed(&r, 8, 8);
+    int P = caps_image_pixels(&c), E = c.digit_dim, steps = 5;
+    float *x = gc_vec((size_t)P), *out = gc_vec((size_t)E * steps * P), *recon = gc_vec((size_t)P);
+    gc_fill(x, (size_t)P, 0, 1, &r);
+    const float deltas[5] = {-0.2f, -0.1f, 0.0f, 0.1f, 0.2f};
+    capsnet_forward(m, x, NULL, 1, CAPS_MASK_PREDICTED, 0.0005f);
+    int pred = capsnet_predictions(m)[0];
+    memcpy(recon, capsnet_reconstruction(m), (size_t)P * sizeof(float));
+    int cls = capsnet_perturb(m, out, x, -1, deltas, steps);
+    EXPECT(cls == pred, "perturbed class %d, predicted %d", cls, pred);
+    int bad_mid = 0, same = 0;
+    for (int d = 0; d < E; d++)
+        for (int s = 0; s < steps; s++) {
+            const float *img = out + ((size_t)d * steps + s) * P;
+            double diff = 0;
+            for (int p = 0; p < P; p++) diff = fmax(diff, fabs(img[p] - recon[p]));
+            if (s == 2) bad_mid += diff > 1e-6;
+            else same += diff == 0.0;
+        }
+    EXPECT(bad_mid == 0, "%d unshifted columns differ from the reconstruction", bad_mid);
+    EXPECT(same == 0, "%d shifted columns equal the reconstruction", same);
+    /* Another class's capsule: the figure changes (the decoder sees that capsule). */
+    int other = (pred + 1) % c.num_classes;
+    float *out2 = gc_vec((size_t)E * steps * P);
+    EXPECT(capsnet_perturb(m, out2, x, other, deltas, steps) == other, "class not honoured");
+    EXPECT(memcmp(out, out2, (size_t)E * steps * P * sizeof(float)) != 0,
+           "perturbing another class's capsule gave the same figure");
+    free(x), free(out), free(out2), free(recon);
+    capsnet_free(m);
+}
+
 int main(void) {
     RUN(mnist_shapes_and_parameter_count);
     RUN(bad_configs_are_rejected);
@@ -238,5 +281,6 @@ int main(void) {
     RUN(gradients_without_decoder);
     RUN(decoder_mask_label_in_training_prediction_at_test);
     RUN(initialisation_is_seeded);
+    RUN(perturbation_figure_columns);
     return TEST_SUMMARY();
 }

@@ -97,7 +97,7 @@ int cmd_test(int argc, char **argv) {
     }
     progress_ctx pc = {"testing", !isatty(STDERR_FILENO), 1, 0, 0.0, 0};
     caps_eval ev;
-    if (caps_evaluate(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f, &ev,
+    if (caps_evaluate(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f, NULL, &ev,
                       on_progress, &pc, &err)) {
         print_error(&err);
         goto done;

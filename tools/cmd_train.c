@@ -229,7 +229,8 @@ int cmd_train(int argc, char **argv) {
         /* Evaluation is short: a live line on a terminal, nothing in a log file. */
         progress_ctx tc = {"testing", quiet || !is_tty, is_tty, 0, 0.0, 0};
         caps_eval ev;
-        if (caps_evaluate(m, &test, test_limit, st.recon_weight, &ev, on_progress, &tc, &err)) {
+        if (caps_evaluate(m, &test, test_limit, st.recon_weight, NULL, &ev, on_progress, &tc,
+                          &err)) {
             print_error(&err);
             goto done;
         }
