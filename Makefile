@@ -23,8 +23,8 @@ CAPS_SKIP_E2E ?= 0
 BUILD   ?= build
 
 CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -Wall -Wextra -Wshadow -Iinclude -Isrc -MMD -MP \
-           $(shell pkg-config --cflags cairo 2>/dev/null)
-LDLIBS  := -lcairo -lpng -lz -lm
+           $(shell pkg-config --cflags cairo fontconfig 2>/dev/null)
+LDLIBS  := -lcairo -lfontconfig -lpng -lz -lm
 
 ifeq ($(NATIVE),1)
 CFLAGS  += -march=native

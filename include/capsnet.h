@@ -423,6 +423,27 @@ int caps_chart_write_svg(const char *path, const char *title, const char *xlabel
  * atomically. */
 int caps_heatmap_write_png(const char *path, const char *title, const int *counts, int n,
                            caps_error *err);
+/* Size of that PNG for n classes (1..200; 0 x 0 outside), and where cell (i, j) lies:
+ * [x, x + side) x [y, y + side). Cells are 40 px, smaller from 21 classes on. */
+void caps_heatmap_size(int n, int *width, int *height);
+void caps_heatmap_cell_origin(int n, int i, int j, int *x, int *y, int *side);
+
+/* Frees cairo's and fontconfig's process-wide caches; call once, after the last figure,
+ * before the program ends (leak checkers then see only real leaks). */
+void caps_figures_release(void);
+
+/* Test images images[0..count-1] of ds (each transformed by affine when not NULL) over
+ * their reconstructions, the decoder masked by the predicted capsule; "true -> predicted"
+ * above each, wrong predictions framed in red. *wrong (may be NULL) gets their count;
+ * tile_xy (may be NULL), [2 * tiles]: where each tile's image starts in the PNG. */
+int caps_draw_reconstructions(capsnet *m, const caps_dataset *ds, const int *images, int count,
+                              const caps_affine *affine, const char *path, const char *title,
+                              int *wrong, int *tile_xy, caps_error *err);
+/* The paper's Figure 4 for image index of ds: D_out rows x steps columns, each dimension
+ * of the predicted capsule shifted by -range ... +range (capsnet_perturb). *cls (may be
+ * NULL) gets the class; tile_xy as above. */
+int caps_draw_perturbation(capsnet *m, const caps_dataset *ds, int index, float range, int steps,
+                           const char *path, int *cls, int *tile_xy, caps_error *err);
 
 #ifdef __cplusplus
 }

@@ -4,10 +4,14 @@
 #   build: gcc, make, pkg-config, oneDNN (matrix products; OpenBLAS for BLAS=openblas),
 #   zlib, libpng, cairo (figures);
 #   data: curl, ca-certificates
-#   with --ci, what CI's extra checks use: valgrind, clang and libFuzzer (fuzzing)
+#   with --ci, what CI's extra checks use: valgrind, clang and libFuzzer (fuzzing),
+#   Chromium and Node.js (browser checks; the npm packages: cd tests/browser && npm ci)
 set -eu
 packages="build-essential pkg-config libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev ca-certificates curl"
-[ "${1:-}" = "--ci" ] && packages="$packages valgrind clang libclang-rt-14-dev"
+if [ "${1:-}" = "--ci" ]; then
+    packages="$packages valgrind clang libclang-rt-14-dev chromium"
+    command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
+fi
 missing=""
 for p in $packages; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

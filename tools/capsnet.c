@@ -7,12 +7,14 @@
  *   capsnet predict  classify 28x28 PNG or PGM images
  *   capsnet info     what a model file holds
  *   capsnet bench    training and inference speed, per layer
+ *   capsnet reconstruct, perturb, show, report: figures (PNG) and an HTML report
  *
  * Exit status: 0 success, 1 runtime error (a file, the data, a numeric failure), 2 usage
  * error (unknown flag, bad value), 130 interrupted (training saved a checkpoint first).
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -29,6 +31,12 @@ static const char main_usage[] =
     "  info      show what a model file holds\n"
     "  bench     measure training and inference speed on this machine\n"
     "\n"
+    "Pictures (PNG files, and an HTML report):\n"
+    "  reconstruct  test images and the decoder's reconstructions\n"
+    "  perturb      the paper's Figure 4: each dimension of a digit capsule shifted\n"
+    "  show         a labelled grid of input images, with --shift or --affine previews\n"
+    "  report       an HTML report: curves, accuracy, confusion, reconstructions, figures\n"
+    "\n"
     "'capsnet COMMAND --help' describes the options of a command.\n"
     "Get MNIST with: scripts/get-data.sh mnist data/mnist\n";
 
@@ -36,6 +44,8 @@ int main(int argc, char **argv) {
     /* A file larger than the process may write (ulimit -f) is a write error to report,
      * like a full disk, not a reason to die with no message. */
     signal(SIGXFSZ, SIG_IGN);
+    /* Figures leave cairo's and fontconfig's caches behind; free them at the end. */
+    atexit(caps_figures_release);
     if (argc < 2) {
         fputs(main_usage, stderr);
         return EXIT_USAGE;
@@ -54,5 +64,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
+    if (strcmp(cmd, "perturb") == 0) return cmd_perturb(argc - 1, argv + 1);
+    if (strcmp(cmd, "show") == 0) return cmd_show(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
     return fail_usage(NULL, "unknown command '%s'", cmd);
 }

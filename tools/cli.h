@@ -70,5 +70,9 @@ int cmd_test(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_perturb(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif /* CAPS_CLI_H */

@@ -16,13 +16,20 @@ static const char test_usage[] =
     "\n"
     "Evaluates MODEL on the test set in DIR (t10k-images-idx3-ubyte[.gz] etc.): accuracy,\n"
     "per-class accuracy, loss (the decoder masked by the predicted class, as at test time)\n"
-    "and the confusion matrix.\n"
+    "and the confusion matrix. --affine DEG,FRAC first rotates every test image by a random\n"
+    "angle in [-DEG, DEG] and shifts it by up to FRAC of its size (the notebook's robustness\n"
+    "test is 30,0.1), the same draws for the same --seed.\n"
     "\n"
     "Options:\n";
 
-static void print_eval_text(const caps_eval *ev, const char *model, const char *data) {
+static void print_eval_text(const caps_eval *ev, const char *model, const char *data,
+                            const caps_affine *affine) {
     int J = ev->num_classes;
     printf("model %s on %s: %d test images\n", model, data, ev->total);
+    if (affine)
+        printf("each rotated by up to %g degrees and shifted by up to %g of its size (seed %llu)\n",
+               (double)affine->max_degrees, (double)affine->max_shift_frac,
+               (unsigned long long)affine->seed);
     printf("accuracy %.2f%% (%d / %d), test loss %.4f (margin %.4f, reconstruction %.4f)\n\n",
            ev->total ? 100.0 * ev->correct / ev->total : 0.0, ev->correct, ev->total, ev->loss,
            ev->margin, ev->recon);
@@ -41,12 +48,17 @@ static void print_eval_text(const caps_eval *ev, const char *model, const char *
     }
 }
 
-static void print_eval_json(const caps_eval *ev, const char *model, const char *data) {
+static void print_eval_json(const caps_eval *ev, const char *model, const char *data,
+                            const caps_affine *affine) {
     int J = ev->num_classes;
     printf("{\"model\": ");
     json_string(stdout, model);
     printf(", \"data\": ");
     json_string(stdout, data);
+    if (affine)
+        printf(", \"affine\": {\"max_degrees\": %g, \"max_shift_frac\": %g, \"seed\": %llu}",
+               (double)affine->max_degrees, (double)affine->max_shift_frac,
+               (unsigned long long)affine->seed);
     printf(", \"accuracy\": %.6f, \"correct\": %d, \"total\": %d, \"loss\": %.6f, "
            "\"margin_loss\": %.6f, \"recon_loss\": %.6f, \"per_class\": [",
            ev->total ? (double)ev->correct / ev->total : 0.0, ev->correct, ev->total, ev->loss,
@@ -66,14 +78,17 @@ static void print_eval_json(const caps_eval *ev, const char *model, const char *
 }
 
 int cmd_test(int argc, char **argv) {
-    const char *model = NULL, *data = "data/mnist";
+    const char *model = NULL, *data = "data/mnist", *aff = NULL;
     int json = 0, limit = 0, batch = 100, threads = 0;
+    uint64_t seed = 1;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
         {"data", OPT_STRING, &data, 0, 0, "DIR", "data folder (default data/mnist)", 0},
         {"json", OPT_FLAG, &json, 0, 0, NULL, "print one JSON object", 0},
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "the first N test images only", 0},
         {"batch", OPT_INT, &batch, 1, 4096, "B", "images per forward pass (100)", 0},
+        {"affine", OPT_STRING, &aff, 0, 0, "DEG,FRAC", "rotate and shift every image first", 0},
+        {"seed", OPT_U64, &seed, 0, 0, "S", "seed of the affine draws (1)", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
@@ -81,6 +96,12 @@ int cmd_test(int argc, char **argv) {
     int rc = parse_command("test", test_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!model) return fail_usage("test", "--model is required");
+    caps_affine affine;
+    caps_error aerr;
+    if (aff && caps_affine_parse(&affine, aff, seed, &aerr)) {
+        print_error(&aerr);
+        return EXIT_USAGE;
+    }
     caps_set_threads(threads);
     caps_error err;
     capsnet *m = NULL;
@@ -97,16 +118,17 @@ int cmd_test(int argc, char **argv) {
     }
     progress_ctx pc = {"testing", !isatty(STDERR_FILENO), 1, 0, 0.0, 0};
     caps_eval ev;
-    if (caps_evaluate(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f, NULL, &ev,
+    if (caps_evaluate(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f,
+                      aff ? &affine : NULL, &ev,
                       on_progress, &pc, &err)) {
         print_error(&err);
         goto done;
     }
     clear_live_line(&pc);
     if (json)
-        print_eval_json(&ev, model, data);
+        print_eval_json(&ev, model, data, aff ? &affine : NULL);
     else
-        print_eval_text(&ev, model, data);
+        print_eval_text(&ev, model, data, aff ? &affine : NULL);
     caps_eval_free(&ev);
     status = EXIT_SUCCESS;
 done:

@@ -1,0 +1,151 @@
+/*
+ * test_visualize.c: the figures show what the network computes. Every pixel of a
+ * reconstruction tile is the decoder's output for that image; the middle column of the
+ * perturbation figure is the unperturbed reconstruction and the other columns differ from
+ * it. PNGs are read back with cairo.
+ */
+#include <cairo.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "model.h"
+#include "test.h"
+
+enum { S = 10, NIMG = 5 };
+
+static char tmpdir[] = "/tmp/capsnet-vis-XXXXXX";
+
+static capsnet *tiny_model(void) {
+    caps_config c = {S, 1, 4, 3, 1, 3, 4, 3, 2, 10, 5, 3, 8, 12};
+    capsnet *m = NULL;
+    caps_error err;
+    if (capsnet_create(&m, &c, 8, &err)) return NULL;
+    capsnet_init_weights(m, 21);
+    /* Larger W_ij than for 1152 children, so capsules and their shifts show in the images. */
+    for (size_t k = 0; k < m->param_sizes[4]; k++) m->params.caps_w[k] *= 30.0f;
+    m->params_version++;
+    return m;
+}
+
+static caps_dataset images(void) {
+    caps_dataset ds = {NIMG, 1, S, S, malloc(NIMG * S * S), malloc(NIMG)};
+    caps_rng r;
+    caps_rng_seed(&r, 4, 4);
+    for (int k = 0; k < NIMG * S * S; k++) ds.images[k] = (uint8_t)caps_rng_below(&r, 256);
+    for (int k = 0; k < NIMG; k++) ds.labels[k] = (uint8_t)(k * 3 % 10);
+    return ds;
+}
+
+/* The gray level the figure gives an image value. */
+static int level(float v) {
+    v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    return (int)lrintf(v * 255.0f);
+}
+
+/* Largest |drawn - expected| over every screen pixel of a tile (gray: all three channels). */
+static int tile_error(cairo_surface_t *png, int ox, int oy, const float *img) {
+    unsigned char *data = cairo_image_surface_get_data(png);
+    int stride = cairo_image_surface_get_stride(png), worst = 0, scale = 4;
+    for (int y = 0; y < S * scale; y++)
+        for (int x = 0; x < S * scale; x++) {
+            uint32_t px;
+            memcpy(&px, data + (size_t)(oy + y) * stride + (size_t)(ox + x) * 4, 4);
+            int r = (px >> 16) & 255, g = (px >> 8) & 255, b = px & 255;
+            int want = level(img[(y / scale) * S + x / scale]);
+            int e = abs(r - want);
+            if (abs(g - want) > e) e = abs(g - want);
+            if (abs(b - want) > e) e = abs(b - want);
+            if (e > worst) worst = e;
+        }
+    return worst;
+}
+
+TEST(reconstruction_tiles_are_the_decoder_output) {
+    capsnet *m = tiny_model();
+    caps_dataset ds = images();
+    EXPECT(m != NULL, "model");
+    if (!m) return;
+    char path[128];
+    snprintf(path, sizeof path, "%s/rec.png", tmpdir);
+    int which[3] = {4, 0, 2}, xy[2 * 6], wrong = -1;
+    caps_error err;
+    EXPECT(caps_draw_reconstructions(m, &ds, which, 3, NULL, path, "t", &wrong, xy, &err) ==
+               CAPS_OK, "draw: %s", err.msg);
+    /* What the network computes for the same batch. */
+    float x[3 * S * S];
+    int labels[3];
+    caps_make_batch(x, labels, &ds, which, 3, 0, NULL);
+    capsnet_forward(m, x, labels, 3, CAPS_MASK_PREDICTED, 0.0005f);
+    int want_wrong = 0;
+    for (int b = 0; b < 3; b++) want_wrong += capsnet_predictions(m)[b] != labels[b];
+    cairo_surface_t *png = cairo_image_surface_create_from_png(path);
+    EXPECT(cairo_surface_status(png) == CAIRO_STATUS_SUCCESS, "PNG does not decode");
+    if (cairo_surface_status(png) == CAIRO_STATUS_SUCCESS) {
+        /* 3 images: one row of inputs (tiles 0..2), one of reconstructions (3..5). */
+        for (int b = 0; b < 3; b++) {
+            int ein = tile_error(png, xy[2 * b], xy[2 * b + 1], x + b * S * S);
+            int eout = tile_error(png, xy[2 * (3 + b)], xy[2 * (3 + b) + 1],
+                                  capsnet_reconstruction(m) + b * S * S);
+            EXPECT(ein == 0, "input tile %d off by %d gray levels", b, ein);
+            EXPECT(eout == 0, "reconstruction tile %d off by %d gray levels", b, eout);
+        }
+    }
+    EXPECT(wrong == want_wrong, "%d wrong reported, %d wrong predictions", wrong, want_wrong);
+    cairo_surface_destroy(png);
+    caps_dataset_free(&ds);
+    capsnet_free(m);
+}
+
+TEST(perturbation_middle_column_is_the_reconstruction) {
+    capsnet *m = tiny_model();
+    caps_dataset ds = images();
+    EXPECT(m != NULL, "model");
+    if (!m) return;
+    char path[128];
+    snprintf(path, sizeof path, "%s/pert.png", tmpdir);
+    enum { STEPS = 5, E = 5 };
+    int xy[2 * E * STEPS], cls = -1;
+    caps_error err;
+    EXPECT(caps_draw_perturbation(m, &ds, 1, 0.25f, STEPS, path, &cls, xy, &err) == CAPS_OK,
+           "draw: %s", err.msg);
+    float x[S * S], recon[S * S];
+    int label, idx = 1;
+    caps_make_batch(x, &label, &ds, &idx, 1, 0, NULL);
+    capsnet_forward(m, x, &label, 1, CAPS_MASK_PREDICTED, 0.0005f);
+    memcpy(recon, capsnet_reconstruction(m), sizeof recon);
+    EXPECT(cls == capsnet_predictions(m)[0], "figure of capsule %d, prediction %d", cls,
+           capsnet_predictions(m)[0]);
+    cairo_surface_t *png = cairo_image_surface_create_from_png(path);
+    EXPECT(cairo_surface_status(png) == CAIRO_STATUS_SUCCESS, "PNG does not decode");
+    if (cairo_surface_status(png) == CAIRO_STATUS_SUCCESS) {
+        int same = 0;
+        for (int d = 0; d < E; d++) {
+            int mid = d * STEPS + STEPS / 2;
+            /* Decoded in another batch than the forward pass: rounding may move a level. */
+            int e = tile_error(png, xy[2 * mid], xy[2 * mid + 1], recon);
+            EXPECT(e <= 1, "dimension %d: middle column off the reconstruction by %d", d, e);
+            for (int k = 0; k < STEPS; k++)
+                if (k != STEPS / 2) same += tile_error(png, xy[2 * (d * STEPS + k)],
+                                                       xy[2 * (d * STEPS + k) + 1], recon) == 0;
+        }
+        EXPECT(same == 0, "%d shifted tiles equal the unshifted reconstruction", same);
+    }
+    cairo_surface_destroy(png);
+    caps_dataset_free(&ds);
+    capsnet_free(m);
+}
+
+int main(void) {
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(reconstruction_tiles_are_the_decoder_output);
+    RUN(perturbation_middle_column_is_the_reconstruction);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    caps_figures_release();
+    return TEST_SUMMARY();
+}
