@@ -23,8 +23,8 @@ CAPS_SKIP_E2E ?= 0
 BUILD   ?= build
 
 CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -Wall -Wextra -Wshadow -Iinclude -Isrc -MMD -MP \
-           $(shell pkg-config --cflags cairo fontconfig 2>/dev/null)
-LDLIBS  := -lcairo -lfontconfig -lpng -lz -lm
+           $(shell pkg-config --cflags cairo fontconfig libmicrohttpd libcjson 2>/dev/null)
+LDLIBS  := -lmicrohttpd -lcjson -lcairo -lfontconfig -lpng -lz -lm -lpthread
 
 ifeq ($(NATIVE),1)
 CFLAGS  += -march=native
@@ -54,7 +54,8 @@ endif
 
 LIB_SRC   := $(wildcard src/*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
-TOOL_OBJ  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(wildcard tools/*.c))
+WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
+TOOL_OBJ  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(wildcard tools/*.c)) $(BUILD)/tools/web_assets.o
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
@@ -76,6 +77,12 @@ $(BUILD)/tools/%.o: tools/%.c $(FLAGS_STAMP) | $(BUILD)/tools
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/src $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@
+
+# capsnet serve's page, compiled in (scripts/embed.sh).
+$(BUILD)/tools/web_assets.c: $(WEB_FILES) scripts/embed.sh | $(BUILD)/tools
+	sh scripts/embed.sh $@ $(WEB_FILES)
+$(BUILD)/tools/web_assets.o: $(BUILD)/tools/web_assets.c $(FLAGS_STAMP)
+	$(CC) $(CFLAGS) -Itools -c $< -o $@
 
 $(BUILD)/libcapsnet.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^

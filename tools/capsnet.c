@@ -8,6 +8,7 @@
  *   capsnet info     what a model file holds
  *   capsnet bench    training and inference speed, per layer
  *   capsnet reconstruct, perturb, show, report: figures (PNG) and an HTML report
+ *   capsnet serve    the capsule explorer, a local web page
  *
  * Exit status: 0 success, 1 runtime error (a file, the data, a numeric failure), 2 usage
  * error (unknown flag, bad value), 130 interrupted (training saved a checkpoint first).
@@ -36,6 +37,8 @@ static const char main_usage[] =
     "  perturb      the paper's Figure 4: each dimension of a digit capsule shifted\n"
     "  show         a labelled grid of input images, with --shift or --affine previews\n"
     "  report       an HTML report: curves, accuracy, confusion, reconstructions, figures\n"
+    "\n"
+    "  serve     the capsule explorer: draw a digit in the browser, turn its capsule\n"
     "\n"
     "'capsnet COMMAND --help' describes the options of a command.\n"
     "Get MNIST with: scripts/get-data.sh mnist data/mnist\n";
@@ -68,5 +71,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "perturb") == 0) return cmd_perturb(argc - 1, argv + 1);
     if (strcmp(cmd, "show") == 0) return cmd_show(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     return fail_usage(NULL, "unknown command '%s'", cmd);
 }
