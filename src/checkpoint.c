@@ -441,6 +441,46 @@ static int reader_read(ckpt_reader *r, void *buf, size_t n, caps_error *err) {
     return CAPS_OK;
 }
 
+/* Compares the CRC the file stores (its last 4 bytes, read next) with the running one. */
+static int reader_check_crc(ckpt_reader *r, uint32_t computed, caps_error *err) {
+    uint8_t tail[CKPT_CRC_BYTES];
+    int rc = reader_read(r, tail, sizeof tail, err);
+    if (rc) return rc;
+    const uint8_t *p = tail;
+    uint32_t stored = get_u32(&p);
+    if (stored != computed) {
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: checksum mismatch (expected 0x%08lx, got 0x%08lx)",
+                  r->path, (unsigned long)stored, (unsigned long)computed);
+        caps_hint(err, "the file is damaged; use an earlier checkpoint or retrain");
+        return CAPS_ERR_FORMAT;
+    }
+    return CAPS_OK;
+}
+
+/* Checks the CRC of the whole file in one streaming pass, then rewinds to the payload.
+ * Used before a model is created from the header's configuration: one damaged byte in a
+ * field that sizes the activations but not the file (routing_iters, max_batch's products)
+ * must be reported as damage, not as a request for gigabytes. Costs one more read of a
+ * file that is in the page cache after the first. */
+static int reader_verify(ckpt_reader *r, caps_error *err) {
+    uint8_t *buf = malloc(CKPT_CHUNK_BYTES);
+    if (!buf) return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a read buffer", r->path);
+    uLong start = r->crc;
+    uint64_t left = 3 * r->h.num_params * sizeof(float) + r->h.log_bytes;
+    int rc = CAPS_OK;
+    while (!rc && left > 0) {
+        size_t n = left < CKPT_CHUNK_BYTES ? (size_t)left : CKPT_CHUNK_BYTES;
+        rc = reader_read(r, buf, n, err);
+        left -= n;
+    }
+    free(buf);
+    if (!rc) rc = reader_check_crc(r, (uint32_t)r->crc, err);
+    r->crc = start;
+    if (!rc && fseeko(r->f, CKPT_HEADER_BYTES, SEEK_SET) != 0)
+        rc = caps_fail(err, CAPS_ERR_IO, "%s: cannot seek (%s)", r->path, strerror(errno));
+    return rc;
+}
+
 /* Reads the payload into the three arrays of num_params floats and log (log_bytes + 1
  * bytes, terminated here), then the stored CRC, and compares. */
 static int reader_payload(ckpt_reader *r, float *params, float *adam_m, float *adam_v,
@@ -452,19 +492,7 @@ static int reader_payload(ckpt_reader *r, float *params, float *adam_m, float *a
     if (!rc) rc = reader_read(r, log, (size_t)r->h.log_bytes, err);
     if (rc) return rc;
     log[r->h.log_bytes] = '\0';
-    uint32_t computed = (uint32_t)r->crc;
-    uint8_t tail[CKPT_CRC_BYTES];
-    rc = reader_read(r, tail, sizeof tail, err);
-    if (rc) return rc;
-    const uint8_t *p = tail;
-    uint32_t stored = get_u32(&p);
-    if (stored != computed) {
-        caps_fail(err, CAPS_ERR_FORMAT, "%s: checksum mismatch (expected 0x%08lx, got 0x%08lx)",
-                  r->path, (unsigned long)stored, (unsigned long)computed);
-        caps_hint(err, "the file is damaged; use an earlier checkpoint or retrain");
-        return CAPS_ERR_FORMAT;
-    }
-    return CAPS_OK;
+    return reader_check_crc(r, (uint32_t)r->crc, err);
 }
 
 /* ------------------------------------------------------------------------ API */
@@ -572,15 +600,27 @@ int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char 
     if (rc) return rc;
     capsnet *m = NULL;
     char *text = NULL;
-    rc = capsnet_create(&m, &r.h.cfg, max_batch, err);
+    rc = reader_verify(&r, err);
+    if (!rc) {
+        rc = capsnet_create(&m, &r.h.cfg, max_batch, err);
+        if (rc && err) { /* name the file: its configuration is what did not fit */
+            char why[sizeof err->msg];
+            memcpy(why, err->msg, sizeof why);
+            caps_fail(err, rc, "%s: %s", path, why);
+        }
+    }
     if (!rc) {
         text = malloc((size_t)r.h.log_bytes + 1);
         if (!text)
             rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for the training log", path);
     }
-    /* A new model: reading straight into its arenas is safe, it is freed on failure. */
-    if (!rc) rc = reader_payload(&r, m->params_mem, m->m_mem, m->v_mem, text, err);
-    m->params_version++;
+    /* A new model: reading straight into its arenas is safe, it is freed on failure.
+     * m is NULL when capsnet_create failed (out of memory for the file's configuration,
+     * or max_batch out of range), so it is touched only inside this branch. */
+    if (!rc) {
+        rc = reader_payload(&r, m->params_mem, m->m_mem, m->v_mem, text, err);
+        m->params_version++;
+    }
     reader_close(&r);
     if (rc) {
         free(text);
