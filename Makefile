@@ -61,7 +61,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
 PROGRAM   := $(if $(filter build,$(BUILD)),capsnet,$(BUILD)/capsnet)
 
-.PHONY: all test asan noblas valgrind run bench clean
+.PHONY: all test asan noblas valgrind fuzz run bench clean
 all: $(PROGRAM)
 
 # Objects depend on the flags too: switching BLAS= or SANITIZE= rebuilds what they change.
@@ -115,6 +115,11 @@ valgrind:
 	$(MAKE) BUILD=build-valgrind NATIVE=0 BLAS=none build-valgrind/capsnet
 	scripts/get-data.sh mnist data/mnist
 	sh tests/valgrind.sh build-valgrind/capsnet
+
+# libFuzzer on the three readers of untrusted files (fuzz/README.md); FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 30
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 bench: $(PROGRAM)
 	CAPSNET=$(abspath $(PROGRAM)) bench/compare.sh
