@@ -24,55 +24,15 @@
 #include <unistd.h>
 
 #include "capsnet.h"
+#include "fuzz_file.h"
 
 #define FUZZ_NUM_CLASSES 10
 #define FUZZ_SPLIT_BYTES 2
 
 /* ------------------------------------------------------------------------ input files */
 
-typedef struct {
-    int fd;
-    char path[128];
-} fuzz_file;
-
 static fuzz_file fuzz_files[2]; /* images, labels */
 static int fuzz_ready;
-
-static void fuzz_remove_files(void) {
-    for (int k = 0; k < 2; k++) {
-        close(fuzz_files[k].fd);
-        unlink(fuzz_files[k].path);
-    }
-}
-
-/* Creates the file once (a per-process name in /dev/shm, a RAM disk, else /tmp). */
-static void fuzz_file_open(fuzz_file *f, const char *name) {
-    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(f->path, sizeof f->path, "%s/capsnet-fuzz-%ld-%s", dir, (long)getpid(), name);
-    f->fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (f->fd < 0) {
-        perror(f->path);
-        abort();
-    }
-}
-
-/* Replaces the file's contents with data[0, n). A failure here is the harness's, not the
- * reader's: abort loudly rather than fuzz a stale file. */
-static void fuzz_file_write(fuzz_file *f, const uint8_t *data, size_t n) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = pwrite(f->fd, data + done, n - done, (off_t)done);
-        if (w <= 0) {
-            perror(f->path);
-            abort();
-        }
-        done += (size_t)w;
-    }
-    if (ftruncate(f->fd, (off_t)n) != 0) {
-        perror(f->path);
-        abort();
-    }
-}
 
 /* ------------------------------------------------------------------------ target */
 
@@ -114,7 +74,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!fuzz_ready) {
         fuzz_file_open(&fuzz_files[0], "images");
         fuzz_file_open(&fuzz_files[1], "labels");
-        atexit(fuzz_remove_files);
         fuzz_ready = 1;
     }
     if (size < FUZZ_SPLIT_BYTES) return 0;

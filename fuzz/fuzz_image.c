@@ -28,52 +28,14 @@
 #include <unistd.h>
 
 #include "capsnet.h"
+#include "fuzz_file.h"
 
 #define FUZZ_MNIST_SIDE 28
 
 /* ------------------------------------------------------------------------ input file */
 
-typedef struct {
-    int fd;
-    char path[128];
-} fuzz_file;
-
 static fuzz_file fuzz_image_file;
 static int fuzz_ready;
-
-static void fuzz_remove_file(void) {
-    close(fuzz_image_file.fd);
-    unlink(fuzz_image_file.path);
-}
-
-/* Creates the file once (a per-process name in /dev/shm, a RAM disk, else /tmp). */
-static void fuzz_file_open(fuzz_file *f, const char *name) {
-    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(f->path, sizeof f->path, "%s/capsnet-fuzz-%ld-%s", dir, (long)getpid(), name);
-    f->fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (f->fd < 0) {
-        perror(f->path);
-        abort();
-    }
-}
-
-/* Replaces the file's contents with data[0, n). A failure here is the harness's, not the
- * reader's: abort loudly rather than fuzz a stale file. */
-static void fuzz_file_write(fuzz_file *f, const uint8_t *data, size_t n) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = pwrite(f->fd, data + done, n - done, (off_t)done);
-        if (w <= 0) {
-            perror(f->path);
-            abort();
-        }
-        done += (size_t)w;
-    }
-    if (ftruncate(f->fd, (off_t)n) != 0) {
-        perror(f->path);
-        abort();
-    }
-}
 
 /* ------------------------------------------------------------------------ target */
 
@@ -108,7 +70,6 @@ static void load_as(int h, int w) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!fuzz_ready) {
         fuzz_file_open(&fuzz_image_file, "image");
-        atexit(fuzz_remove_file);
         fuzz_ready = 1;
     }
     if (size < 1) return 0;

@@ -31,6 +31,7 @@
 #include <zlib.h>
 
 #include "capsnet.h"
+#include "fuzz_file.h"
 
 #define FUZZ_MAX_INPUT ((size_t)1 << 20)
 #define FUZZ_HEADER_BYTES 192 /* docs/model-format.md */
@@ -49,49 +50,10 @@ const char *__asan_default_options(void) {
 
 /* ------------------------------------------------------------------------ input file */
 
-typedef struct {
-    int fd;
-    char path[128];
-} fuzz_file;
-
 static fuzz_file fuzz_model_file;
 static int fuzz_ready;
 /* What *m and *log hold before a load: a failed load must have replaced it with NULL. */
 static char fuzz_sentinel;
-
-static void fuzz_remove_file(void) {
-    close(fuzz_model_file.fd);
-    unlink(fuzz_model_file.path);
-}
-
-/* Creates the file once (a per-process name in /dev/shm, a RAM disk, else /tmp). */
-static void fuzz_file_open(fuzz_file *f, const char *name) {
-    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(f->path, sizeof f->path, "%s/capsnet-fuzz-%ld-%s", dir, (long)getpid(), name);
-    f->fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (f->fd < 0) {
-        perror(f->path);
-        abort();
-    }
-}
-
-/* Replaces the file's contents with data[0, n). A failure here is the harness's, not the
- * reader's: abort loudly rather than fuzz a stale file. */
-static void fuzz_file_write(fuzz_file *f, const uint8_t *data, size_t n) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = pwrite(f->fd, data + done, n - done, (off_t)done);
-        if (w <= 0) {
-            perror(f->path);
-            abort();
-        }
-        done += (size_t)w;
-    }
-    if (ftruncate(f->fd, (off_t)n) != 0) {
-        perror(f->path);
-        abort();
-    }
-}
 
 /* ------------------------------------------------------------------------ target */
 
@@ -145,7 +107,6 @@ static void read_model(const uint8_t *data, size_t size) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!fuzz_ready) {
         fuzz_file_open(&fuzz_model_file, "model");
-        atexit(fuzz_remove_file);
         fuzz_ready = 1;
     }
     if (size > FUZZ_MAX_INPUT) return 0;
