@@ -106,8 +106,12 @@ fi
 
 if [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -d "$here/tests/browser/node_modules/playwright-core" ] &&
    [ -f "$here/tests/browser/serve_test.mjs" ]; then
+    # The screenshots outlive the test (desktop and phone width), for a person to look at.
+    shots=${CAPS_SCREENSHOTS:-$here/build}
+    mkdir -p "$shots"
     check "page in Chromium: draw, classify, turn a dimension" 0 "" -- \
-        node "$here/tests/browser/serve_test.mjs" "$url/" "$work/serve.png"
+        node "$here/tests/browser/serve_test.mjs" "$url/" "$shots/serve.png"
+    echo "  screenshots: $shots/serve.png, $shots/serve-phone.png"
     check "page loads without errors" 0 "ok" -- node "$here/tests/browser/check_page.mjs" "$url/"
 else
     echo "  note: browser check skipped: needs /usr/bin/chromium and tests/browser/node_modules"
