@@ -19,6 +19,7 @@
 
 #include "model.h"
 #include "test.h"
+#include "test_files.h"
 
 /* The layout of docs/model-format.md. */
 #define HEADER_BYTES 192
@@ -46,8 +47,6 @@
 #define KILL_SAVES 3
 #define KILL_MAX_DELAY_US 200000.0
 
-static char tmpdir[] = "/tmp/capsnet_ckpt_XXXXXX";
-
 static const char test_log[] =
     "epoch,loss,train_acc,test_acc\n0,0.1234,0.9712,0.9801\n1,0.0456,0.9853,0.9876\n";
 
@@ -57,20 +56,9 @@ static caps_config tiny_config(void) {
     return c;
 }
 
-static void path_in(char *out, size_t cap, const char *name) {
-    snprintf(out, cap, "%s/%s", tmpdir, name);
-}
-
+/* The defaults, and a state halfway through a long run in the fields a save must keep. */
 static void fill_state(caps_train_state *st) {
-    memset(st, 0, sizeof *st);
-    st->lr = 1e-3f;
-    st->lr_decay = 0.9f;
-    st->beta1 = 0.9f;
-    st->beta2 = 0.999f;
-    st->adam_eps = 1e-8f;
-    st->recon_weight = 0.0005f;
-    st->batch = 100;
-    st->max_shift = 2;
+    caps_train_state_default(st);
     st->limit = 5000;
     st->seed = 0xfedcba9876543210ULL; /* the top bit set: all 64 bits must survive */
     st->epoch = 7;
@@ -126,26 +114,6 @@ static int same_state(const caps_train_state *a, const caps_train_state *b) {
 
 /* ---- files as bytes */
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    struct stat sb;
-    unsigned char *buf = NULL;
-    if (fstat(fileno(f), &sb) == 0 && (buf = malloc((size_t)sb.st_size + 1)) != NULL) {
-        *len = fread(buf, 1, (size_t)sb.st_size, f);
-        if (*len != (size_t)sb.st_size) free(buf), buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
-static int spit(const char *path, const void *buf, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(buf, 1, len, f) == len;
-    return fclose(f) == 0 && ok;
-}
-
 static void put_le(unsigned char *p, uint64_t v, int bytes) {
     for (int k = 0; k < bytes; k++) p[k] = (unsigned char)(v >> (8 * k));
 }
@@ -161,45 +129,21 @@ static void refresh_crc(unsigned char *buf, size_t len) {
     put_le(buf + len - 4, crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(len - 4)), 4);
 }
 
-/* Files in tmpdir whose names contain ".tmp." (caps_atomic_open's temporary files);
- * removes them when remove_them is set. */
-static int temp_files(int remove_them) {
-    DIR *d = opendir(tmpdir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strstr(e->d_name, ".tmp.")) continue;
-        n++;
-        if (remove_them) {
-            char p[512];
-            path_in(p, sizeof p, e->d_name);
-            unlink(p);
-        }
-    }
-    closedir(d);
-    return n;
-}
-
-static void remove_tmpdir(void) {
-    DIR *d = opendir(tmpdir);
+/* Removes the temporary files (names holding ".tmp.") that killed writers left in test_dir. */
+static void remove_temp_files(void) {
+    DIR *d = opendir(test_dir);
     if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char p[512];
-        path_in(p, sizeof p, e->d_name);
-        if (unlink(p) != 0) rmdir(p);
-    }
+    char p[TEST_PATH_MAX];
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".tmp.")) unlink(test_path(p, e->d_name));
     closedir(d);
-    rmdir(tmpdir);
 }
 
 /* The tiny model (seed 1), saved with the test state and log at name; returns the model. */
-static capsnet *save_tiny(const char *name, char *path, size_t cap) {
+static capsnet *save_tiny(const char *name, char path[TEST_PATH_MAX]) {
     caps_config c = tiny_config();
     capsnet *m = make_model(&c, 1, 1);
-    path_in(path, cap, name);
+    test_path(path, name);
     caps_train_state st;
     fill_state(&st);
     caps_error err;
@@ -215,9 +159,9 @@ static capsnet *save_tiny(const char *name, char *path, size_t cap) {
  * tests damage a copy and write it back under another name. */
 static unsigned char *tiny_bytes(size_t *len) {
     char p[512];
-    capsnet *m = save_tiny("pristine.caps", p, sizeof p);
+    capsnet *m = save_tiny("pristine.caps", p);
     capsnet_free(m);
-    return slurp(p, len);
+    return test_read_file(p, len);
 }
 
 /* Every reader refuses path with code and a message naming it and containing phrase;
@@ -274,8 +218,8 @@ static void expect_refused(const char *path, int code, const char *phrase, int p
 static void expect_bytes_refused(const char *name, const unsigned char *buf, size_t len, int code,
                                  const char *phrase, int peek_too) {
     char p[512];
-    path_in(p, sizeof p, name);
-    EXPECT(spit(p, buf, len), "cannot write %s", p);
+    test_path(p, name);
+    EXPECT(test_write_file(p, buf, len), "cannot write %s", p);
     expect_refused(p, code, phrase, peek_too);
 }
 
@@ -283,7 +227,7 @@ static void expect_bytes_refused(const char *name, const unsigned char *buf, siz
 
 TEST(round_trip_into_a_new_model) {
     char p[512];
-    capsnet *m = save_tiny("round.caps", p, sizeof p);
+    capsnet *m = save_tiny("round.caps", p);
     EXPECT(m != NULL, "save failed");
     if (!m) return;
     caps_train_state want, got;
@@ -320,7 +264,7 @@ TEST(round_trip_into_a_new_model) {
 
 TEST(round_trip_into_an_existing_model) {
     char p[512];
-    capsnet *m = save_tiny("into.caps", p, sizeof p);
+    capsnet *m = save_tiny("into.caps", p);
     caps_config c = tiny_config();
     capsnet *m2 = make_model(&c, 2, 2);
     EXPECT(m && m2, "cannot create the models");
@@ -343,7 +287,7 @@ TEST(round_trip_into_an_existing_model) {
 
 TEST(peek_returns_config_and_state) {
     char p[512];
-    capsnet *m = save_tiny("peek.caps", p, sizeof p);
+    capsnet *m = save_tiny("peek.caps", p);
     capsnet_free(m);
     caps_config c, want = tiny_config();
     caps_train_state st, wst;
@@ -424,7 +368,7 @@ TEST(mnist_round_trip) {
     EXPECT(m != NULL, "cannot create the MNIST model");
     if (!m) return;
     char p[512];
-    path_in(p, sizeof p, "mnist.caps");
+    test_path(p, "mnist.caps");
     caps_train_state st, got;
     fill_state(&st);
     caps_error err;
@@ -466,7 +410,7 @@ TEST(flipped_parameter_byte_fails_the_checksum) {
     caps_error err;
     capsnet *m = NULL;
     char p[512];
-    path_in(p, sizeof p, "flip.caps");
+    test_path(p, "flip.caps");
     caps_model_load(&m, NULL, NULL, p, 1, &err);
     EXPECT(strstr(err.hint, "damaged") && strstr(err.hint, "earlier checkpoint"), "hint: %s",
            err.hint);
@@ -540,7 +484,7 @@ TEST(version_2_is_unsupported) {
     expect_bytes_refused("v2.caps", b, len, CAPS_ERR_FORMAT,
                          "unsupported model file version (expected 1, got 2)", 1);
     char p[512];
-    path_in(p, sizeof p, "v2.caps");
+    test_path(p, "v2.caps");
     caps_error err;
     caps_model_peek(NULL, NULL, p, &err);
     EXPECT(strstr(err.hint, "newer capsnet") && strstr(err.hint, "retrain"), "hint: %s", err.hint);
@@ -648,9 +592,9 @@ TEST(empty_short_missing_and_directory_are_refused) {
                          "truncated header (expected 192 bytes, got 100)", 1);
     free(b);
     char p[512];
-    path_in(p, sizeof p, "no-such-file.caps");
+    test_path(p, "no-such-file.caps");
     expect_refused(p, CAPS_ERR_IO, "cannot open (No such file or directory)", 1);
-    expect_refused(tmpdir, CAPS_ERR_IO, "not a regular file", 1);
+    expect_refused(test_dir, CAPS_ERR_IO, "not a regular file", 1);
 }
 
 /* caps_model_load where capsnet_create fails, so that there is no model to read into:
@@ -684,7 +628,7 @@ static int load_without_model(const char *path, int max_batch, int code, const c
 TEST(load_without_memory_for_the_model_fails_cleanly) {
     /* A valid file and a max_batch capsnet_create refuses. */
     char p[512];
-    capsnet *saved = save_tiny("create.caps", p, sizeof p);
+    capsnet *saved = save_tiny("create.caps", p);
     capsnet_free(saved);
     EXPECT(load_without_model(p, 0, CAPS_ERR_ARG, "batch size out of range"),
            "max_batch 0 was not refused cleanly");
@@ -720,11 +664,11 @@ TEST(load_without_memory_for_the_model_fails_cleanly) {
     put_le(b + OFF_NUM_PARAMS, n, 8);
     put_le(b + OFF_LOG_BYTES, 0, 8);
     char damaged[512];
-    path_in(damaged, sizeof damaged, "wide-damaged.caps");
-    path_in(p, sizeof p, "wide.caps");
-    int ok = spit(damaged, b, wide_len); /* CRC left zero */
+    test_path(damaged, "wide-damaged.caps");
+    test_path(p, "wide.caps");
+    int ok = test_write_file(damaged, b, wide_len); /* CRC left zero */
     refresh_crc(b, wide_len);
-    ok = ok && spit(p, b, wide_len);
+    ok = ok && test_write_file(p, b, wide_len);
     free(b);
     EXPECT(ok, "cannot write %s", p);
     FILE *statm = fopen("/proc/self/statm", "r");
@@ -757,7 +701,7 @@ TEST(load_without_memory_for_the_model_fails_cleanly) {
 
 TEST(load_into_refuses_another_config) {
     char p[512];
-    capsnet *m = save_tiny("other.caps", p, sizeof p);
+    capsnet *m = save_tiny("other.caps", p);
     capsnet_free(m);
     caps_config c = tiny_config();
     c.decoder_hidden2 = 16;
@@ -788,14 +732,14 @@ TEST(save_refuses_bad_state_and_missing_folder) {
     fill_state(&st);
     st.batch = 0;
     char p[512];
-    path_in(p, sizeof p, "never.caps");
+    test_path(p, "never.caps");
     caps_error err;
     int rc = caps_model_save(m, &st, NULL, p, &err);
     EXPECT(rc == CAPS_ERR_ARG && strstr(err.msg, "batch out of range"), "code %d: %s", rc,
            err.msg);
     EXPECT(access(p, F_OK) != 0, "a refused save created %s", p);
     fill_state(&st);
-    path_in(p, sizeof p, "no-such-folder/m.caps");
+    test_path(p, "no-such-folder/m.caps");
     rc = caps_model_save(m, &st, NULL, p, &err);
     EXPECT(rc == CAPS_ERR_IO && strstr(err.msg, p) && strstr(err.msg, "No such file or directory"),
            "code %d: %s", rc, err.msg);
@@ -808,7 +752,7 @@ TEST(save_refuses_bad_state_and_missing_folder) {
  * path and the reason, removes its temporary file and leaves the old file as it was. */
 TEST(failed_write_leaves_the_old_file) {
     char p[512];
-    capsnet *old = save_tiny("limit.caps", p, sizeof p);
+    capsnet *old = save_tiny("limit.caps", p);
     caps_config c = tiny_config();
     capsnet *m = make_model(&c, 1, 5);
     if (!old || !m) {
@@ -840,7 +784,8 @@ TEST(failed_write_leaves_the_old_file) {
     rc = caps_model_load(&back, NULL, NULL, p, 1, &err);
     EXPECT(rc == CAPS_OK && same_model(back, old), "the old file does not load as it was: %s",
            err.msg);
-    EXPECT(temp_files(0) == 0, "%d temporary files left", temp_files(0));
+    int left = test_count_temp_files(test_dir);
+    EXPECT(left == 0, "%d temporary files left", left);
     capsnet_free(back), capsnet_free(old), capsnet_free(m);
 }
 
@@ -862,7 +807,7 @@ TEST(killed_writer_never_leaves_a_damaged_file) {
     }
     memcpy(base, m->params_mem, m->num_params * sizeof(float));
     char p[512];
-    path_in(p, sizeof p, "killed.caps");
+    test_path(p, "killed.caps");
     caps_train_state st;
     fill_state(&st);
     m->adam_t = 0;
@@ -912,22 +857,20 @@ TEST(killed_writer_never_leaves_a_damaged_file) {
         capsnet_free(got);
     }
     /* A killed writer cannot remove its temporary file; the next save does not either. */
-    int left = temp_files(1);
+    int left = test_count_temp_files(test_dir);
+    remove_temp_files();
     if (getenv("CAPS_TEST_VERBOSE"))
         fprintf(stderr, "  a save takes %.0f us; %d of %d rounds saw a newer file, %d "
                 "temporary files left\n", save_us, newer, KILL_ROUNDS, left);
     EXPECT(newer > 0, "no writer finished a save in %d rounds: the test proves nothing",
            KILL_ROUNDS);
-    EXPECT(temp_files(0) == 0, "temporary files remain");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary files remain");
     free(base);
     capsnet_free(m);
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!test_dir_create("checkpoint")) return 1;
     RUN(round_trip_into_a_new_model);
     RUN(round_trip_into_an_existing_model);
     RUN(peek_returns_config_and_state);
@@ -949,6 +892,6 @@ int main(void) {
     RUN(save_refuses_bad_state_and_missing_folder);
     RUN(failed_write_leaves_the_old_file);
     RUN(killed_writer_never_leaves_a_damaged_file);
-    remove_tmpdir();
+    test_dir_remove();
     return TEST_SUMMARY();
 }

@@ -15,7 +15,6 @@
  * Legend: R x C tiles, h x w image pixels per tile, s = scale; K classes.
  */
 #include <cairo.h>
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -25,57 +24,7 @@
 
 #include "capsnet.h"
 #include "test.h"
-
-static char test_dir[256];
-
-/* test_dir/name into buf [512]. */
-static const char *tpath(char *buf, const char *name) {
-    snprintf(buf, 512, "%s/%s", test_dir, name);
-    return buf;
-}
-
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* Entries of dir whose name holds ".tmp.", i.e. leftovers of caps_atomic_open. */
-static int count_temp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    int count = 0;
-    if (!d) return -1;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strstr(e->d_name, ".tmp.")) count++;
-    closedir(d);
-    return count;
-}
-
-/* The whole file as a NUL-terminated string, malloc'd; *n its length. NULL if unreadable. */
-static char *read_text(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap) break;
-        char *bigger = realloc(buf, cap * 2 + 1);
-        if (!bigger) free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    fclose(f);
-    if (buf) buf[len] = '\0';
-    *n = len;
-    return buf;
-}
-
-static int write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fputs(text, f) != EOF;
-    return fclose(f) == 0 && ok;
-}
+#include "test_files.h"
 
 /* xorshift32 in [0, 1). */
 static double rng_uniform(uint32_t *s) {
@@ -238,7 +187,7 @@ TEST(grid_sizes_and_pixels) {
         char name[64];
         snprintf(name, sizeof name, "grid%zu.png", ci);
         caps_error err = {0};
-        int rc = caps_grid_write_png(tpath(p, name), &g, px, &err);
+        int rc = caps_grid_write_png(test_path(p, name), &g, px, &err);
         EXPECT(rc == CAPS_OK, "case %zu: %s", ci, err.msg);
         int w, h;
         caps_grid_size(&g, &w, &h);
@@ -269,7 +218,7 @@ TEST(grid_sizes_and_pixels) {
             EXPECT(check_grid_pixels(p, &g, px) == 0, "case %zu: image pixels differ", ci);
         free(px);
     }
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 /* The size does not depend on the pixels, and a title makes the page taller. */
@@ -294,7 +243,7 @@ TEST(grid_clamps_and_nan) {
     const int want[W] = {0, 255, 0, 128, 255, 0, 255, 0}; /* round(127.5) = 128 */
     caps_grid g = {1, 1, 1, W, 3, NULL, NULL, NULL, NULL, NULL};
     caps_error err = {0};
-    int rc = caps_grid_write_png(tpath(p, "clamp.png"), &g, px, &err);
+    int rc = caps_grid_write_png(test_path(p, "clamp.png"), &g, px, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
     decoded_png d;
     if (rc != CAPS_OK || !png_open(&d, p)) return;
@@ -317,7 +266,7 @@ TEST(grid_mark_frame) {
     float px[4 * 10 * 6];
     for (size_t i = 0; i < sizeof px / sizeof px[0]; i++) px[i] = (float)(i % 7) / 6.0f;
     caps_error err = {0};
-    int rc = caps_grid_write_png(tpath(p, "marks.png"), &g, px, &err);
+    int rc = caps_grid_write_png(test_path(p, "marks.png"), &g, px, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
     decoded_png d;
     if (rc != CAPS_OK || !png_open(&d, p)) return;
@@ -360,7 +309,7 @@ TEST(grid_odd_text) {
     caps_grid g = {2, 2, 4, 4, 2, longtext, rows, cols, caps, NULL};
     float px[2 * 2 * 16] = {0};
     caps_error err = {0};
-    int rc = caps_grid_write_png(tpath(p, "odd.png"), &g, px, &err);
+    int rc = caps_grid_write_png(test_path(p, "odd.png"), &g, px, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
     int w, h;
     caps_grid_size(&g, &w, &h);
@@ -387,15 +336,15 @@ TEST(grid_bad_args) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         caps_error err = {0};
-        int rc = caps_grid_write_png(tpath(p, "bad.png"), &bad[i].g, px, &err);
+        int rc = caps_grid_write_png(test_path(p, "bad.png"), &bad[i].g, px, &err);
         EXPECT_ERROR(rc, err, CAPS_ERR_ARG, p);
         EXPECT_MSG(err, bad[i].phrase);
         int w = -1, h = -1;
         caps_grid_size(&bad[i].g, &w, &h);
         EXPECT(w == 0 && h == 0, "case %zu: size %d x %d for an invalid grid", i, w, h);
     }
-    EXPECT(!file_exists(p), "file written for an invalid grid");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(!test_file_exists(p), "file written for an invalid grid");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 TEST(grid_write_errors) {
@@ -403,17 +352,17 @@ TEST(grid_write_errors) {
     float px[28 * 28] = {0};
     caps_grid g = {1, 1, 28, 28, 2, "t", NULL, NULL, NULL, NULL};
     caps_error err = {0};
-    int rc = caps_grid_write_png(tpath(p, "no_dir/grid.png"), &g, px, &err);
+    int rc = caps_grid_write_png(test_path(p, "no_dir/grid.png"), &g, px, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "No such file or directory");
-    EXPECT(!file_exists(tpath(d, "no_dir")), "folder created");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(!test_file_exists(test_path(d, "no_dir")), "folder created");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 
     /* The temporary file is written, then cannot be renamed over a folder. */
-    EXPECT(mkdir(tpath(p, "a_folder.png"), 0755) == 0, "mkdir: %s", strerror(errno));
+    EXPECT(mkdir(test_path(p, "a_folder.png"), 0755) == 0, "mkdir: %s", strerror(errno));
     rc = caps_grid_write_png(p, &g, px, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
     rmdir(p);
 }
 
@@ -425,7 +374,7 @@ TEST(grid_write_fails_midway) {
     caps_grid g = {2, 2, S, S, 2, NULL, NULL, NULL, NULL, NULL};
     float *px = random_pixels((size_t)4 * S * S, 77); /* noise: tens of KiB of PNG */
     const char *old = "old contents";
-    EXPECT(write_text(tpath(p, "keep.png"), old), "write");
+    EXPECT(test_write_file(test_path(p, "keep.png"), old, strlen(old)), "write");
 
     struct rlimit saved, small;
     EXPECT(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit");
@@ -442,9 +391,9 @@ TEST(grid_write_fails_midway) {
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "cannot write PNG (cairo: error while writing to output stream; File too "
                     "large)");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
     size_t n = 0;
-    char *b = read_text(p, &n);
+    char *b = test_read_file(p, &n);
     EXPECT(b && n == strlen(old) && memcmp(b, old, n) == 0, "old file changed");
     free(b);
 }
@@ -510,7 +459,7 @@ static size_t count_ink_chars(const char *t) {
 /* Checks an SVG written by caps_chart_write_svg; min_glyphs: glyphs its text needs at least. */
 static void check_svg(const char *path, size_t min_glyphs) {
     size_t n = 0;
-    char *s = read_text(path, &n);
+    char *s = test_read_file(path, &n);
     EXPECT(s != NULL, "%s: cannot read", path);
     if (!s) return;
     char why[128] = "";
@@ -547,14 +496,14 @@ TEST(chart_two_series) {
     }
     caps_series s[2] = {{"train loss", loss}, {"test accuracy", acc}};
     caps_error err = {0};
-    int rc = caps_chart_write_svg(tpath(p, "chart.svg"), "Training", "epoch", "value", x, N, s,
+    int rc = caps_chart_write_svg(test_path(p, "chart.svg"), "Training", "epoch", "value", x, N, s,
                                   2, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
     size_t text = count_ink_chars("Training") + count_ink_chars("epoch") +
                   count_ink_chars("value") + count_ink_chars(s[0].name) +
                   count_ink_chars(s[1].name);
     if (rc == CAPS_OK) check_svg(p, text);
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 TEST(chart_edge_cases) {
@@ -575,17 +524,17 @@ TEST(chart_edge_cases) {
     int rc;
 
     caps_series mixed[3] = {{"gaps", gaps}, {"flat", flat}, {"all missing", nan_all}};
-    rc = caps_chart_write_svg(tpath(p, "mixed.svg"), "t", "x", "y", x, N, mixed, 3, &err);
+    rc = caps_chart_write_svg(test_path(p, "mixed.svg"), "t", "x", "y", x, N, mixed, 3, &err);
     EXPECT(rc == CAPS_OK, "NaN and flat series: %s", err.msg);
     if (rc == CAPS_OK) check_svg(p, 3);
 
     caps_series flat1[1] = {{"flat", flat}};
-    rc = caps_chart_write_svg(tpath(p, "flat.svg"), NULL, NULL, NULL, x, N, flat1, 1, &err);
+    rc = caps_chart_write_svg(test_path(p, "flat.svg"), NULL, NULL, NULL, x, N, flat1, 1, &err);
     EXPECT(rc == CAPS_OK, "flat series without labels: %s", err.msg);
     if (rc == CAPS_OK) check_svg(p, 4);
 
     caps_series zeros[1] = {{"zero", zero}};
-    rc = caps_chart_write_svg(tpath(p, "zero.svg"), "zeros", "x", "y", x, N, zeros, 1, &err);
+    rc = caps_chart_write_svg(test_path(p, "zero.svg"), "zeros", "x", "y", x, N, zeros, 1, &err);
     EXPECT(rc == CAPS_OK, "all-zero series: %s", err.msg);
 
     /* A lone finite value gets a marker: one more use of the series colour (12.2% red in
@@ -593,24 +542,24 @@ TEST(chart_edge_cases) {
     caps_series lone[1] = {{"a series", one_point}}, none[1] = {{"a series", nan_all}};
     size_t uses[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
-        rc = caps_chart_write_svg(tpath(p, k ? "none.svg" : "lone.svg"), "t", "x", "y", x, N,
+        rc = caps_chart_write_svg(test_path(p, k ? "none.svg" : "lone.svg"), "t", "x", "y", x, N,
                                   k ? none : lone, 1, &err);
         EXPECT(rc == CAPS_OK, "%s: %s", k ? "no finite value" : "one finite value", err.msg);
         size_t n = 0;
-        char *s = read_text(p, &n);
+        char *s = test_read_file(p, &n);
         uses[k] = s ? count_substr(s, "12.2%") : 0;
         free(s);
     }
     EXPECT(uses[0] == uses[1] + 1 && uses[1] > 0, "colour used %zu times with the lone point, "
            "%zu without", uses[0], uses[1]);
 
-    rc = caps_chart_write_svg(tpath(p, "n1.svg"), "n = 1", "epoch", "loss", x, 1, mixed, 2,
+    rc = caps_chart_write_svg(test_path(p, "n1.svg"), "n = 1", "epoch", "loss", x, 1, mixed, 2,
                               &err);
     EXPECT(rc == CAPS_OK, "n = 1: %s", err.msg);
     if (rc == CAPS_OK) check_svg(p, 4);
 
     caps_series xs[1] = {{"x has NaN", gaps}};
-    rc = caps_chart_write_svg(tpath(p, "xnan.svg"), "t", "x", "y", x_nan, N, xs, 1, &err);
+    rc = caps_chart_write_svg(test_path(p, "xnan.svg"), "t", "x", "y", x_nan, N, xs, 1, &err);
     EXPECT(rc == CAPS_OK, "NaN x value: %s", err.msg);
 
     /* More series than colours: the palette repeats with dashes; unnamed series. */
@@ -621,17 +570,17 @@ TEST(chart_edge_cases) {
         many[k].name = k % 3 ? "a series" : NULL;
         many[k].y = ys[k];
     }
-    rc = caps_chart_write_svg(tpath(p, "many.svg"), "many", "x", "y", x, N, many, 10, &err);
+    rc = caps_chart_write_svg(test_path(p, "many.svg"), "many", "x", "y", x, N, many, 10, &err);
     EXPECT(rc == CAPS_OK, "10 series: %s", err.msg);
     if (rc == CAPS_OK) check_svg(p, 10);
 
     double big[2] = {-1e308, 1e308};
     caps_series wide[1] = {{"wide", big}};
-    rc = caps_chart_write_svg(tpath(p, "wide.svg"), "t", "x", "y", x, 2, wide, 1, &err);
+    rc = caps_chart_write_svg(test_path(p, "wide.svg"), "t", "x", "y", x, 2, wide, 1, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_ARG, p);
     EXPECT_MSG(err, "too wide a range");
-    EXPECT(!file_exists(p), "file written for an unplottable range");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(!test_file_exists(p), "file written for an unplottable range");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 TEST(chart_bad_args) {
@@ -639,7 +588,7 @@ TEST(chart_bad_args) {
     double x[3] = {1, 2, 3}, y[3] = {1, 2, 3};
     caps_series s[2] = {{"a", y}, {"b", NULL}};
     caps_error err = {0};
-    int rc = caps_chart_write_svg(tpath(p, "bad.svg"), "t", "x", "y", x, 0, s, 1, &err);
+    int rc = caps_chart_write_svg(test_path(p, "bad.svg"), "t", "x", "y", x, 0, s, 1, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_ARG, p);
     EXPECT_MSG(err, "chart needs points (expected n >= 1, got 0)");
     rc = caps_chart_write_svg(p, "t", "x", "y", x, 3, s, 0, &err);
@@ -650,13 +599,13 @@ TEST(chart_bad_args) {
     EXPECT_MSG(err, "chart series 1 (b) has no values");
     rc = caps_chart_write_svg(p, "t", "x", "y", NULL, 3, s, 1, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_ARG, p);
-    EXPECT(!file_exists(p), "file written for bad arguments");
+    EXPECT(!test_file_exists(p), "file written for bad arguments");
 
-    rc = caps_chart_write_svg(tpath(p, "no_dir/chart.svg"), "t", "x", "y", x, 3, s, 1, &err);
+    rc = caps_chart_write_svg(test_path(p, "no_dir/chart.svg"), "t", "x", "y", x, 3, s, 1, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "No such file or directory");
-    EXPECT(!file_exists(tpath(d, "no_dir")), "folder created");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(!test_file_exists(test_path(d, "no_dir")), "folder created");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 /* As grid_write_fails_midway, for cairo's SVG writer. */
@@ -667,7 +616,7 @@ TEST(chart_write_fails_midway) {
     for (int i = 0; i < N; i++) x[i] = i, y[i] = sin(0.1 * i);
     caps_series s[1] = {{"sine", y}};
     const char *old = "old contents";
-    EXPECT(write_text(tpath(p, "keep.svg"), old), "write");
+    EXPECT(test_write_file(test_path(p, "keep.svg"), old, strlen(old)), "write");
 
     struct rlimit saved, small;
     EXPECT(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit");
@@ -682,9 +631,9 @@ TEST(chart_write_fails_midway) {
 
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "File too large");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
     size_t n = 0;
-    char *b = read_text(p, &n);
+    char *b = test_read_file(p, &n);
     EXPECT(b && n == strlen(old) && memcmp(b, old, n) == 0, "old file changed");
     free(b);
 }
@@ -715,7 +664,7 @@ TEST(heatmap_sizes_and_shading) {
     for (int j = 0; j < K; j++)
         if (j != 8 && j != 2) counts[8 * K + j] = 0;
     caps_error err = {0};
-    int rc = caps_heatmap_write_png(tpath(p, "heat10.png"), "Confusion matrix", counts, K, &err);
+    int rc = caps_heatmap_write_png(test_path(p, "heat10.png"), "Confusion matrix", counts, K, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
     decoded_png d;
     if (rc != CAPS_OK || !png_open(&d, p)) return;
@@ -763,7 +712,7 @@ TEST(heatmap_sizes) {
         char name[64];
         snprintf(name, sizeof name, "heat%d.png", n);
         caps_error err = {0};
-        int rc = caps_heatmap_write_png(tpath(p, name), n == 2 ? NULL : "t", counts, n, &err);
+        int rc = caps_heatmap_write_png(test_path(p, name), n == 2 ? NULL : "t", counts, n, &err);
         EXPECT(rc == CAPS_OK, "n = %d: %s", n, err.msg);
         int w, h, x, y, side;
         caps_heatmap_size(n, &w, &h);
@@ -784,7 +733,7 @@ TEST(heatmap_sizes) {
     }
     int zero[1] = {0};
     caps_error err = {0};
-    EXPECT(caps_heatmap_write_png(tpath(p, "zero.png"), "t", zero, 1, &err) == CAPS_OK,
+    EXPECT(caps_heatmap_write_png(test_path(p, "zero.png"), "t", zero, 1, &err) == CAPS_OK,
            "a 1 x 1 matrix of 0: %s", err.msg);
 }
 
@@ -793,7 +742,7 @@ TEST(heatmap_bad_args) {
     int counts[4] = {1, 2, 3, 4};
     caps_error err = {0};
     int w = -1, h = -1;
-    int rc = caps_heatmap_write_png(tpath(p, "bad.png"), "t", counts, 201, &err);
+    int rc = caps_heatmap_write_png(test_path(p, "bad.png"), "t", counts, 201, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_ARG, p);
     EXPECT_MSG(err, "heat map classes out of range (expected 1..200, got 201)");
     EXPECT(err.hint[0] != '\0', "no hint");
@@ -809,14 +758,14 @@ TEST(heatmap_bad_args) {
     rc = caps_heatmap_write_png(p, "t", counts, 2, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_ARG, p);
     EXPECT_MSG(err, "negative count (expected >= 0, got -1 at true 1, predicted 0)");
-    EXPECT(!file_exists(p), "file written for bad arguments");
+    EXPECT(!test_file_exists(p), "file written for bad arguments");
 
     counts[2] = 3;
-    rc = caps_heatmap_write_png(tpath(p, "no_dir/heat.png"), "t", counts, 2, &err);
+    rc = caps_heatmap_write_png(test_path(p, "no_dir/heat.png"), "t", counts, 2, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "No such file or directory");
-    EXPECT(!file_exists(tpath(d, "no_dir")), "folder created");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(!test_file_exists(test_path(d, "no_dir")), "folder created");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 /* ------------------------------------------------------------------------ samples */
@@ -904,23 +853,8 @@ TEST(sample_figures) {
     }
 }
 
-/* Removes every file in test_dir and the folder itself (it holds one level of entries). */
-static void remove_test_dir(void) {
-    DIR *d = opendir(test_dir);
-    if (!d) return;
-    char p[512];
-    for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove(tpath(p, e->d_name));
-    closedir(d);
-    if (rmdir(test_dir) != 0) fprintf(stderr, "cannot remove %s: %s\n", test_dir, strerror(errno));
-}
-
 int main(void) {
-    snprintf(test_dir, sizeof test_dir, "/tmp/capsnet_test_figure_XXXXXX");
-    if (!mkdtemp(test_dir)) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
+    if (!test_dir_create("figure")) return 1;
     RUN(grid_sizes_and_pixels);
     RUN(grid_size_consistent);
     RUN(grid_clamps_and_nan);
@@ -938,7 +872,7 @@ int main(void) {
     RUN(heatmap_sizes);
     RUN(heatmap_bad_args);
     RUN(sample_figures);
-    remove_test_dir();
+    test_dir_remove();
     caps_figures_release();
     return TEST_SUMMARY();
 }

@@ -8,6 +8,7 @@
  */
 #include "capsnet.h"
 #include "test.h"
+#include "test_files.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -25,24 +26,17 @@
 /* Labels include 0 and 9, the two ends of the valid range. */
 static const uint8_t good_labels[GOOD_N] = {0, 9, 4, 1, 5};
 
-static char tmp_dir[64];
-
 static uint8_t pixel_value(size_t k) { return (uint8_t)(k * 7 + 3); }
 
-/* tmp_dir/name, in one of a ring of buffers so a call can use several at once. */
+/* test_dir/name, in one of a ring of buffers so a call can use several at once. */
 static const char *tmp_path(const char *name) {
-    static char ring[8][512]; /* tmp_dir + a d_name of up to 255 bytes */
+    static char ring[8][TEST_PATH_MAX];
     static int next;
-    char *p = ring[next++ % 8];
-    snprintf(p, sizeof ring[0], "%s/%s", tmp_dir, name);
-    return p;
+    return test_path(ring[next++ % 8], name);
 }
 
 static void write_file(const char *path, const uint8_t *data, size_t size) {
-    FILE *f = fopen(path, "wb");
-    CAPS_ASSERT(f != NULL);
-    CAPS_ASSERT(fwrite(data, 1, size, f) == size);
-    CAPS_ASSERT(fclose(f) == 0);
+    CAPS_ASSERT(test_write_file(path, data, size));
 }
 
 static void write_gz(const char *path, const uint8_t *data, size_t size) {
@@ -50,21 +44,6 @@ static void write_gz(const char *path, const uint8_t *data, size_t size) {
     CAPS_ASSERT(gz != NULL);
     CAPS_ASSERT(gzwrite(gz, data, (unsigned)size) == (int)size);
     CAPS_ASSERT(gzclose(gz) == Z_OK);
-}
-
-/* The whole of a file, in a malloc'ed buffer. */
-static uint8_t *read_file(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    CAPS_ASSERT(f != NULL);
-    CAPS_ASSERT(fseek(f, 0, SEEK_END) == 0);
-    long n = ftell(f);
-    CAPS_ASSERT(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
-    uint8_t *data = malloc((size_t)n + 1);
-    CAPS_ASSERT(data != NULL);
-    CAPS_ASSERT(fread(data, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return data;
 }
 
 static void put_be32(uint8_t *p, uint32_t v) {
@@ -365,13 +344,13 @@ TEST(missing_file) {
     caps_error err;
     int rc = load_bad(&ds, &err, none, lab, NUM_CLASSES);
     CHECK_ERROR(rc, &err, &ds, CAPS_ERR_IO, "no such file", none);
-    EXPECT(strstr(err.hint, "scripts/get-data.sh mnist") && strstr(err.hint, tmp_dir),
-           "hint \"%s\" lacks the get-data.sh command for %s", err.hint, tmp_dir);
+    EXPECT(strstr(err.hint, "scripts/get-data.sh mnist") && strstr(err.hint, test_dir),
+           "hint \"%s\" lacks the get-data.sh command for %s", err.hint, test_dir);
     rc = load_bad(&ds, &err, img, none, NUM_CLASSES);
     CHECK_ERROR(rc, &err, &ds, CAPS_ERR_IO, "no such file", none);
     /* A folder opens but cannot be read: an I/O error, not a format error. */
-    rc = load_bad(&ds, &err, tmp_dir, lab, NUM_CLASSES);
-    CHECK_ERROR(rc, &err, &ds, CAPS_ERR_IO, "read error", tmp_dir);
+    rc = load_bad(&ds, &err, test_dir, lab, NUM_CLASSES);
+    CHECK_ERROR(rc, &err, &ds, CAPS_ERR_IO, "read error", test_dir);
 }
 
 TEST(corrupt_gzip) {
@@ -394,7 +373,8 @@ TEST(corrupt_gzip) {
     /* A good stream with a flipped CRC-32 in the trailer: only reading to the end finds it. */
     write_good(img, lab, 1);
     size_t size;
-    uint8_t *data = read_file(img, &size);
+    uint8_t *data = test_read_file(img, &size);
+    CAPS_ASSERT(data != NULL);
     data[size - 8] ^= 0x01;
     write_file(img, data, size);
     rc = load_bad(&ds, &err, img, lab, NUM_CLASSES);
@@ -453,15 +433,15 @@ TEST(dataset_load_prefers_gz) {
     write_labels(lab_raw, 0, good_labels, 2);
     caps_dataset ds;
     caps_error err = {0};
-    int rc = caps_dataset_load(&ds, tmp_dir, 0, NUM_CLASSES, &err);
+    int rc = caps_dataset_load(&ds, test_dir, 0, NUM_CLASSES, &err);
     EXPECT(rc == CAPS_OK, "code %d: %s", rc, err.msg);
     if (rc == CAPS_OK) check_good(&ds, __LINE__);
     caps_dataset_free(&ds);
 
     /* Without the .gz files it falls back to the raw ones (a trailing slash is fine). */
     CAPS_ASSERT(unlink(img_gz) == 0 && unlink(lab_gz) == 0);
-    char dir_slash[80];
-    snprintf(dir_slash, sizeof dir_slash, "%s/", tmp_dir);
+    char dir_slash[sizeof test_dir + 1];
+    snprintf(dir_slash, sizeof dir_slash, "%s/", test_dir);
     rc = caps_dataset_load(&ds, dir_slash, 0, NUM_CLASSES, &err);
     EXPECT(rc == CAPS_OK && ds.count == 2 && ds.rows == 1 && ds.cols == 1,
            "code %d (%s), count %d", rc, err.msg, ds.count);
@@ -470,14 +450,14 @@ TEST(dataset_load_prefers_gz) {
     /* The training set is absent: the error names the .gz path and hints at get-data.sh. */
     memset(&err, 0, sizeof err);
     memset(&ds, 0x5a, sizeof ds);
-    rc = caps_dataset_load(&ds, tmp_dir, 1, NUM_CLASSES, &err);
+    rc = caps_dataset_load(&ds, test_dir, 1, NUM_CLASSES, &err);
     const char *train_gz = tmp_path("train-images-idx3-ubyte.gz");
     CHECK_ERROR(rc, &err, &ds, CAPS_ERR_IO, "no such file", train_gz);
     EXPECT(strstr(err.hint, "scripts/get-data.sh mnist") != NULL, "hint \"%s\"", err.hint);
 
     /* Training images present (raw) but no labels: the labels' .gz path is named. */
     write_images(tmp_path("train-images-idx3-ubyte"), 0, 2, 1, 1, 2);
-    rc = caps_dataset_load(&ds, tmp_dir, 1, NUM_CLASSES, &err);
+    rc = caps_dataset_load(&ds, test_dir, 1, NUM_CLASSES, &err);
     CHECK_ERROR(rc, &err, &ds, CAPS_ERR_IO, "no such file",
                 tmp_path("train-labels-idx1-ubyte.gz"));
 }
@@ -495,23 +475,8 @@ TEST(real_mnist_test_set) {
     caps_dataset_free(&ds);
 }
 
-/* Removes the files the tests wrote, then the folder. */
-static void remove_tmp_dir(void) {
-    DIR *d = opendir(tmp_dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            if (unlink(tmp_path(e->d_name)) != 0) fprintf(stderr, "cannot remove %s\n", e->d_name);
-        }
-        closedir(d);
-    }
-    if (rmdir(tmp_dir) != 0) fprintf(stderr, "cannot remove %s\n", tmp_dir);
-}
-
 int main(void) {
-    strcpy(tmp_dir, "/tmp/capsnet-test-idx-XXXXXX");
-    CAPS_ASSERT(mkdtemp(tmp_dir) != NULL);
+    if (!test_dir_create("idx")) return 1;
     RUN(good_raw_loads);
     RUN(good_gzip_loads);
     RUN(wrong_magic);
@@ -533,6 +498,6 @@ int main(void) {
         printf("note: %s not found, real MNIST check skipped (scripts/get-data.sh mnist "
                "data/mnist fetches it)\n",
                MNIST_TEST_IMAGES);
-    remove_tmp_dir();
+    test_dir_remove();
     return TEST_SUMMARY();
 }

@@ -9,7 +9,6 @@
  *
  * Legend: H = image rows, W = image columns; files are W x H, buffers [H][W].
  */
-#include <dirent.h>
 #include <errno.h>
 #include <png.h>
 #include <signal.h>
@@ -20,6 +19,7 @@
 
 #include "capsnet.h"
 #include "test.h"
+#include "test_files.h"
 
 #define MAX_ROWS 64       /* largest test image side */
 #define GRAY_TOL (1.0 / 255.0 + 1e-6) /* one 8-bit step: libpng rounds after rgb_to_gray */
@@ -28,57 +28,6 @@
 #define LUMA_R 0.2126
 #define LUMA_G 0.7152
 #define LUMA_B 0.0722
-
-static char test_dir[256];
-
-/* test_dir/name into buf [512]. */
-static const char *tpath(char *buf, const char *name) {
-    snprintf(buf, 512, "%s/%s", test_dir, name);
-    return buf;
-}
-
-static int write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
-/* The whole file, malloc'd; *n its length. NULL if it cannot be read. */
-static unsigned char *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (len < cap) break;
-        unsigned char *bigger = realloc(buf, cap * 2);
-        if (!bigger) free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    fclose(f);
-    *n = len;
-    return buf;
-}
-
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* Entries of dir whose name holds ".tmp.", i.e. leftovers of caps_atomic_open. */
-static int count_temp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    int count = 0;
-    if (!d) return -1;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strstr(e->d_name, ".tmp.")) count++;
-    closedir(d);
-    return count;
-}
 
 /* xorshift32: deterministic noise, which deflate cannot shrink, so IDAT is long. */
 static uint32_t noise_next(uint32_t *s) {
@@ -164,7 +113,7 @@ TEST(png_round_trip) {
     float out[H * W];
     for (int i = 0; i < H * W; i++) px[i] = (uint8_t)i; /* every byte value once */
     caps_error err = {0};
-    int rc = caps_image_write_png(tpath(p, "all.png"), px, H, W, &err);
+    int rc = caps_image_write_png(test_path(p, "all.png"), px, H, W, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
     rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -173,17 +122,17 @@ TEST(png_round_trip) {
 
     /* IHDR: 8-bit (byte 24) grayscale (byte 25, colour type 0). */
     size_t n = 0;
-    unsigned char *b = read_bytes(p, &n);
+    unsigned char *b = test_read_file(p, &n);
     EXPECT(b && n > 26 && b[24] == 8 && b[25] == PNG_COLOR_TYPE_GRAY, "IHDR not 8-bit gray");
     free(b);
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 
     /* Not square: a swapped h and w would scramble the pixels. */
     enum { H2 = 5, W2 = 7 };
     uint8_t px2[H2 * W2];
     float out2[H2 * W2];
     fill_noise(px2, sizeof px2, 7);
-    rc = caps_image_write_png(tpath(p, "5x7.png"), px2, H2, W2, &err);
+    rc = caps_image_write_png(test_path(p, "5x7.png"), px2, H2, W2, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
     rc = caps_image_load(p, out2, H2, W2, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -201,7 +150,7 @@ TEST(png_rgb) {
     const uint8_t fixed[4][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {77, 77, 77}};
     memcpy(rgb, fixed, sizeof fixed);
     raw_png spec = {W, H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, rgb, W * 3, NULL, 0, NULL, 0};
-    EXPECT(raw_png_write(tpath(p, "rgb.png"), &spec), "cannot write test file");
+    EXPECT(raw_png_write(test_path(p, "rgb.png"), &spec), "cannot write test file");
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -242,7 +191,7 @@ TEST(png_palette) {
     palette_fill(pal, rows, ROWBYTES, H, W);
     raw_png spec = {W, H, 4, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, rows, ROWBYTES, pal, 16,
                     NULL, 0};
-    EXPECT(raw_png_write(tpath(p, "palette.png"), &spec), "cannot write test file");
+    EXPECT(raw_png_write(test_path(p, "palette.png"), &spec), "cannot write test file");
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -270,7 +219,7 @@ TEST(png_palette_transparency) {
     png_byte trans[8] = {0, 255, 255, 255, 255, 255, 255, 128};
     raw_png spec = {W, H, 4, PNG_COLOR_TYPE_PALETTE, PNG_INTERLACE_NONE, rows, ROWBYTES, pal, 16,
                     trans, 8};
-    EXPECT(raw_png_write(tpath(p, "trns.png"), &spec), "cannot write test file");
+    EXPECT(raw_png_write(test_path(p, "trns.png"), &spec), "cannot write test file");
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -300,7 +249,7 @@ TEST(png_gray16) {
     }
     raw_png spec = {W, H, 16, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, rows, W * 2, NULL, 0,
                     NULL, 0};
-    EXPECT(raw_png_write(tpath(p, "gray16.png"), &spec), "cannot write test file");
+    EXPECT(raw_png_write(test_path(p, "gray16.png"), &spec), "cannot write test file");
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -318,7 +267,7 @@ TEST(png_gray2) {
             rows[y * ROWBYTES + x / 4] |= (uint8_t)(((x + y) % 4) << (6 - 2 * (x % 4)));
     raw_png spec = {W, H, 2, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, rows, ROWBYTES, NULL, 0,
                     NULL, 0};
-    EXPECT(raw_png_write(tpath(p, "gray2.png"), &spec), "cannot write test file");
+    EXPECT(raw_png_write(test_path(p, "gray2.png"), &spec), "cannot write test file");
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -339,7 +288,7 @@ TEST(png_gray_alpha) {
     ga[2] = 200, ga[3] = 0;   /* transparent: black */
     raw_png spec = {W, H, 8, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_INTERLACE_NONE, ga, W * 2, NULL, 0,
                     NULL, 0};
-    EXPECT(raw_png_write(tpath(p, "ga.png"), &spec), "cannot write test file");
+    EXPECT(raw_png_write(test_path(p, "ga.png"), &spec), "cannot write test file");
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
@@ -359,9 +308,9 @@ TEST(png_interlaced) {
     float out[H * W];
     fill_noise(px, sizeof px, 9);
     raw_png spec = {W, H, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_ADAM7, px, W, NULL, 0, NULL, 0};
-    EXPECT(raw_png_write(tpath(p, "adam7.png"), &spec), "cannot write test file");
+    EXPECT(raw_png_write(test_path(p, "adam7.png"), &spec), "cannot write test file");
     size_t n = 0;
-    unsigned char *b = read_bytes(p, &n);
+    unsigned char *b = test_read_file(p, &n);
     EXPECT(b && n > 28 && b[28] == PNG_INTERLACE_ADAM7, "test file is not interlaced");
     free(b);
     caps_error err = {0};
@@ -376,13 +325,13 @@ TEST(png_wrong_size) {
     uint8_t px[28 * 28] = {0};
     float out[28 * 28];
     caps_error err = {0};
-    EXPECT(caps_image_write_png(tpath(p, "27x28.png"), px, 28, 27, &err) == CAPS_OK, "%s", err.msg);
+    EXPECT(caps_image_write_png(test_path(p, "27x28.png"), px, 28, 27, &err) == CAPS_OK, "%s", err.msg);
     int rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "wrong image size (expected 28x28 pixels (w x h), got 27x28)");
 
     /* h and w swapped: a 7 wide, 5 high file asked for as 7 high, 5 wide. */
-    EXPECT(caps_image_write_png(tpath(p, "7x5.png"), px, 5, 7, &err) == CAPS_OK, "%s", err.msg);
+    EXPECT(caps_image_write_png(test_path(p, "7x5.png"), px, 5, 7, &err) == CAPS_OK, "%s", err.msg);
     rc = caps_image_load(p, out, 7, 5, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "expected 5x7 pixels (w x h), got 7x5");
@@ -394,7 +343,7 @@ static unsigned char *noise_png(const char *path, size_t *n, size_t *idat) {
     fill_noise(px, sizeof px, 13);
     caps_error err = {0};
     if (caps_image_write_png(path, px, 28, 28, &err) != CAPS_OK) return NULL;
-    unsigned char *b = read_bytes(path, n);
+    unsigned char *b = test_read_file(path, n);
     *idat = b ? png_find_chunk(b, *n, "IDAT") : 0;
     return b;
 }
@@ -403,7 +352,7 @@ TEST(png_truncated) {
     char p[512], q[512];
     size_t n = 0, idat = 0;
     float out[28 * 28];
-    unsigned char *b = noise_png(tpath(p, "noise.png"), &n, &idat);
+    unsigned char *b = noise_png(test_path(p, "noise.png"), &n, &idat);
     EXPECT(b && idat > 0, "no IDAT in the test file");
     if (!b || !idat) {
         free(b);
@@ -414,32 +363,32 @@ TEST(png_truncated) {
 
     /* Cut in the middle of the compressed data. */
     caps_error err = {0};
-    EXPECT(write_bytes(tpath(q, "cut_idat.png"), b, idat + 8 + idat_len / 2), "write");
+    EXPECT(test_write_file(test_path(q, "cut_idat.png"), b, idat + 8 + idat_len / 2), "write");
     int rc = caps_image_load(q, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, q);
     EXPECT_MSG(err, "truncated PNG data");
 
     /* Cut after the whole IDAT: every pixel is there, but IEND is missing. */
-    EXPECT(write_bytes(tpath(q, "no_iend.png"), b, idat + 12 + idat_len), "write");
+    EXPECT(test_write_file(test_path(q, "no_iend.png"), b, idat + 12 + idat_len), "write");
     rc = caps_image_load(q, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, q);
     EXPECT_MSG(err, "truncated PNG data");
 
     /* Only the signature. */
-    EXPECT(write_bytes(tpath(q, "sig_only.png"), b, 8), "write");
+    EXPECT(test_write_file(test_path(q, "sig_only.png"), b, 8), "write");
     rc = caps_image_load(q, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, q);
     EXPECT_MSG(err, "truncated PNG data");
 
     /* Part of the signature. */
-    EXPECT(write_bytes(tpath(q, "sig_half.png"), b, 4), "write");
+    EXPECT(test_write_file(test_path(q, "sig_half.png"), b, 4), "write");
     rc = caps_image_load(q, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, q);
     EXPECT_MSG(err, "truncated PNG signature");
 
     /* A flipped bit in IDAT's CRC. */
     b[idat + 8 + idat_len + 3] ^= 0x01;
-    EXPECT(write_bytes(tpath(q, "bad_crc.png"), b, n), "write");
+    EXPECT(test_write_file(test_path(q, "bad_crc.png"), b, n), "write");
     rc = caps_image_load(q, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, q);
     EXPECT_MSG(err, "invalid PNG (IDAT: CRC error)");
@@ -447,7 +396,7 @@ TEST(png_truncated) {
 
     /* A flipped byte in the compressed data: zlib's own check catches it first. */
     b[idat + 8 + idat_len / 2] ^= 0x5A;
-    EXPECT(write_bytes(tpath(q, "bad_data.png"), b, n), "write");
+    EXPECT(test_write_file(test_path(q, "bad_data.png"), b, n), "write");
     rc = caps_image_load(q, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, q);
     EXPECT_MSG(err, "invalid PNG");
@@ -466,7 +415,7 @@ TEST(pgm_p5_comments) {
     fill_noise(file + len, H * W, 17);
     file[len] = '\n'; /* a raster byte that looks like whitespace must still be a pixel */
     file[len + 1] = '#';
-    EXPECT(write_bytes(tpath(p, "p5.pgm"), file, len + H * W), "write");
+    EXPECT(test_write_file(test_path(p, "p5.pgm"), file, len + H * W), "write");
     float out[H * W];
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
@@ -480,7 +429,7 @@ TEST(pgm_p5_comments) {
     size_t len2 = strlen(header2);
     memcpy(file, header2, len2);
     fill_noise(file + len2, H * W, 19);
-    EXPECT(write_bytes(tpath(p, "p5b.pgm"), file, len2 + H * W), "write");
+    EXPECT(test_write_file(test_path(p, "p5b.pgm"), file, len2 + H * W), "write");
     rc = caps_image_load(p, out, H, W, &err);
     EXPECT(rc == CAPS_OK, "load: %s", err.msg);
     for (int i = 0; rc == CAPS_OK && i < H * W; i++)
@@ -494,7 +443,7 @@ TEST(pgm_p2_comments) {
                        "0 1 2 3\n"
                        "4 5 6 7 # comment in the raster, as Netpbm allows\n"
                        "8\t9 10\r\n15\n";
-    EXPECT(write_bytes(tpath(p, "p2.pgm"), text, strlen(text)), "write");
+    EXPECT(test_write_file(test_path(p, "p2.pgm"), text, strlen(text)), "write");
     const int want[H * W] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15};
     float out[H * W];
     caps_error err = {0};
@@ -516,7 +465,7 @@ TEST(pgm_p5_16bit) {
         file[len + 2 * i] = (unsigned char)(v[i] >> 8); /* big-endian */
         file[len + 2 * i + 1] = (unsigned char)v[i];
     }
-    EXPECT(write_bytes(tpath(p, "p5_16.pgm"), file, len + 2 * H * W), "write");
+    EXPECT(test_write_file(test_path(p, "p5_16.pgm"), file, len + 2 * H * W), "write");
     float out[H * W];
     caps_error err = {0};
     int rc = caps_image_load(p, out, H, W, &err);
@@ -531,7 +480,7 @@ TEST(pgm_p5_16bit) {
     memset(file + len, 0, 2 * H * W);
     file[len + 2 * 4] = 1001 >> 8;
     file[len + 2 * 4 + 1] = 1001 & 0xFF;
-    EXPECT(write_bytes(tpath(p, "p5_1000.pgm"), file, len + 2 * H * W), "write");
+    EXPECT(test_write_file(test_path(p, "p5_1000.pgm"), file, len + 2 * H * W), "write");
     rc = caps_image_load(p, out, H, W, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "exceeds maxval at row 1, column 1 (expected at most 1000, got 1001)");
@@ -546,24 +495,24 @@ TEST(pgm_truncated) {
     float out[28 * 28];
     caps_error err = {0};
 
-    EXPECT(write_bytes(tpath(p, "short.pgm"), file, len + 28 * 28 - 1), "write");
+    EXPECT(test_write_file(test_path(p, "short.pgm"), file, len + 28 * 28 - 1), "write");
     int rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "truncated pixel data (expected 784 bytes, got 783)");
 
     /* Header without its closing whitespace, then nothing. */
-    EXPECT(write_bytes(tpath(p, "no_raster.pgm"), file, len - 1), "write");
+    EXPECT(test_write_file(test_path(p, "no_raster.pgm"), file, len - 1), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "truncated pixel data (expected 784 bytes, got 0)");
 
-    EXPECT(write_bytes(tpath(p, "header_cut.pgm"), "P5\n28 ", 6), "write");
+    EXPECT(test_write_file(test_path(p, "header_cut.pgm"), "P5\n28 ", 6), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "truncated PGM header (expected height, got end of file)");
 
     const char *text = "P2 3 2 9\n1 2 3\n4 5\n";
-    EXPECT(write_bytes(tpath(p, "short.pgm"), text, strlen(text)), "write");
+    EXPECT(test_write_file(test_path(p, "short.pgm"), text, strlen(text)), "write");
     rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "truncated pixel data (expected 6 samples, got 5)");
@@ -575,44 +524,44 @@ TEST(pgm_bad_values) {
     caps_error err = {0};
 
     const char *over = "P2 3 2 15\n1 2 3\n4 16 5\n";
-    EXPECT(write_bytes(tpath(p, "over.pgm"), over, strlen(over)), "write");
+    EXPECT(test_write_file(test_path(p, "over.pgm"), over, strlen(over)), "write");
     int rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "PGM sample exceeds maxval at row 1, column 1 (expected at most 15, got 16)");
 
     const char *word = "P2 3 2 15\n1 2 3\n4 five 5\n";
-    EXPECT(write_bytes(tpath(p, "word.pgm"), word, strlen(word)), "write");
+    EXPECT(test_write_file(test_path(p, "word.pgm"), word, strlen(word)), "write");
     rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "bad PGM sample at row 1, column 1 (expected a decimal number, got 'five')");
 
     const char *sign = "P2 3 2 15\n1 2 3\n4 -1 5\n";
-    EXPECT(write_bytes(tpath(p, "sign.pgm"), sign, strlen(sign)), "write");
+    EXPECT(test_write_file(test_path(p, "sign.pgm"), sign, strlen(sign)), "write");
     rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "got '-1'");
 
     const char *width = "P5 3x 2 255\n";
-    EXPECT(write_bytes(tpath(p, "width.pgm"), width, strlen(width)), "write");
+    EXPECT(test_write_file(test_path(p, "width.pgm"), width, strlen(width)), "write");
     rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "bad PGM width (expected a decimal number, got '3x')");
 
     const char *zero = "P5 3 2 0\n";
-    EXPECT(write_bytes(tpath(p, "maxval0.pgm"), zero, strlen(zero)), "write");
+    EXPECT(test_write_file(test_path(p, "maxval0.pgm"), zero, strlen(zero)), "write");
     rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "bad PGM maxval (expected 1 to 65535, got 0)");
 
     const char *big = "P5 3 2 65536\n";
-    EXPECT(write_bytes(tpath(p, "maxval_big.pgm"), big, strlen(big)), "write");
+    EXPECT(test_write_file(test_path(p, "maxval_big.pgm"), big, strlen(big)), "write");
     rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "bad PGM maxval (expected 1 to 65535, got 65536)");
 
     /* A long token is cut in the message, and binary junk is not printed raw. */
     const char *junk = "P5 3 2 12345678901234567890123456789012345\x01\n";
-    EXPECT(write_bytes(tpath(p, "junk.pgm"), junk, strlen(junk)), "write");
+    EXPECT(test_write_file(test_path(p, "junk.pgm"), junk, strlen(junk)), "write");
     rc = caps_image_load(p, out, 2, 3, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "got '123456789012345678901234...')");
@@ -623,20 +572,20 @@ TEST(pgm_huge_header) {
     float out[28 * 28];
     caps_error err = {0};
     const char *huge = "P5\n100000 100000\n255\n"; /* 10 GB of pixels it does not have */
-    EXPECT(write_bytes(tpath(p, "huge.pgm"), huge, strlen(huge)), "write");
+    EXPECT(test_write_file(test_path(p, "huge.pgm"), huge, strlen(huge)), "write");
     int rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "wrong image size (expected 28x28 pixels (w x h), got 100000x100000)");
 
     /* Past any integer type: saturates, still a size error, never an overflow. */
     const char *huger = "P2 99999999999999999999999 28 255\n";
-    EXPECT(write_bytes(tpath(p, "huger.pgm"), huger, strlen(huger)), "write");
+    EXPECT(test_write_file(test_path(p, "huger.pgm"), huger, strlen(huger)), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "got 99999999999999999999999x28)");
 
     const char *small = "P5 27 28 255\n";
-    EXPECT(write_bytes(tpath(p, "27x28.pgm"), small, strlen(small)), "write");
+    EXPECT(test_write_file(test_path(p, "27x28.pgm"), small, strlen(small)), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "wrong image size (expected 28x28 pixels (w x h), got 27x28)");
@@ -650,29 +599,29 @@ TEST(unsupported_formats) {
     caps_error err = {0};
 
     const unsigned char jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0};
-    EXPECT(write_bytes(tpath(p, "digit.png"), jpeg, sizeof jpeg), "write"); /* name lies */
+    EXPECT(test_write_file(test_path(p, "digit.png"), jpeg, sizeof jpeg), "write"); /* name lies */
     int rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "unsupported image format (expected PNG or PGM, got JPEG)");
     EXPECT(err.hint[0] != '\0', "no hint");
 
-    EXPECT(write_bytes(tpath(p, "empty.pgm"), "", 0), "write");
+    EXPECT(test_write_file(test_path(p, "empty.pgm"), "", 0), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "unsupported image format (expected PNG or PGM, got an empty file)");
     EXPECT(err.hint[0] == '\0', "hint for an empty file: %s", err.hint);
 
-    EXPECT(write_bytes(tpath(p, "text.txt"), "hello\n", 6), "write");
+    EXPECT(test_write_file(test_path(p, "text.txt"), "hello\n", 6), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "got unknown, first bytes 68 65 6C 6C)");
 
-    EXPECT(write_bytes(tpath(p, "colour.ppm"), "P6 28 28 255\n", 13), "write");
+    EXPECT(test_write_file(test_path(p, "colour.ppm"), "P6 28 28 255\n", 13), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "got PPM");
 
-    EXPECT(write_bytes(tpath(p, "one.bin"), "P", 1), "write");
+    EXPECT(test_write_file(test_path(p, "one.bin"), "P", 1), "write");
     rc = caps_image_load(p, out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
     EXPECT_MSG(err, "got unknown, first bytes 50)");
@@ -682,7 +631,7 @@ TEST(missing_file) {
     char p[512];
     float out[28 * 28];
     caps_error err = {0};
-    int rc = caps_image_load(tpath(p, "no_such.png"), out, 28, 28, &err);
+    int rc = caps_image_load(test_path(p, "no_such.png"), out, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "cannot open (No such file or directory)");
 
@@ -697,22 +646,22 @@ TEST(write_missing_dir) {
     char p[512], d[512];
     uint8_t px[28 * 28] = {0};
     caps_error err = {0};
-    int rc = caps_image_write_png(tpath(p, "no_dir/out.png"), px, 28, 28, &err);
+    int rc = caps_image_write_png(test_path(p, "no_dir/out.png"), px, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "No such file or directory");
-    EXPECT(!file_exists(tpath(d, "no_dir")), "folder created");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(!test_file_exists(test_path(d, "no_dir")), "folder created");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 TEST(write_over_directory) {
     char p[512];
     uint8_t px[28 * 28] = {0};
     caps_error err = {0};
-    EXPECT(mkdir(tpath(p, "a_folder"), 0755) == 0, "mkdir: %s", strerror(errno));
+    EXPECT(mkdir(test_path(p, "a_folder"), 0755) == 0, "mkdir: %s", strerror(errno));
     /* The temporary file is written, then cannot be renamed over the folder. */
     int rc = caps_image_write_png(p, px, 28, 28, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
 }
 
 /* A write that fails halfway through libpng's output (the file size limit stands in for a
@@ -723,7 +672,7 @@ TEST(write_fails_midway) {
     uint8_t px[H * W];
     fill_noise(px, sizeof px, 23); /* noise: about 4 KiB of PNG, more than stdio buffers */
     const char *old = "old contents";
-    EXPECT(write_bytes(tpath(p, "keep.png"), old, strlen(old)), "write");
+    EXPECT(test_write_file(test_path(p, "keep.png"), old, strlen(old)), "write");
 
     struct rlimit saved, small;
     EXPECT(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit");
@@ -738,30 +687,15 @@ TEST(write_fails_midway) {
 
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "File too large");
-    EXPECT(count_temp_files(test_dir) == 0, "temporary file left behind");
+    EXPECT(test_count_temp_files(test_dir) == 0, "temporary file left behind");
     size_t n = 0;
-    unsigned char *b = read_bytes(p, &n);
+    unsigned char *b = test_read_file(p, &n);
     EXPECT(b && n == strlen(old) && memcmp(b, old, n) == 0, "old file changed");
     free(b);
 }
 
-/* Removes every file in test_dir and the folder itself (it holds one level of entries). */
-static void remove_test_dir(void) {
-    DIR *d = opendir(test_dir);
-    if (!d) return;
-    char p[512];
-    for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove(tpath(p, e->d_name));
-    closedir(d);
-    if (rmdir(test_dir) != 0) fprintf(stderr, "cannot remove %s: %s\n", test_dir, strerror(errno));
-}
-
 int main(void) {
-    snprintf(test_dir, sizeof test_dir, "/tmp/capsnet_test_image_XXXXXX");
-    if (!mkdtemp(test_dir)) {
-        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        return 1;
-    }
+    if (!test_dir_create("image")) return 1;
     RUN(png_round_trip);
     RUN(png_rgb);
     RUN(png_palette);
@@ -783,6 +717,6 @@ int main(void) {
     RUN(write_missing_dir);
     RUN(write_over_directory);
     RUN(write_fails_midway);
-    remove_test_dir();
+    test_dir_remove();
     return TEST_SUMMARY();
 }

@@ -13,6 +13,7 @@
 #include "gradcheck.h"
 #include "model.h"
 #include "test.h"
+#include "test_files.h"
 
 static caps_config tiny_config(void) {
     caps_config c = {10, 1, 4, 3, 1, 3, 4, 3, 2, 4, 5, 3, 8, 12};
@@ -38,8 +39,6 @@ static caps_train_state tiny_state(void) {
     return st;
 }
 
-static char tmpdir[] = "/tmp/capsnet-train-XXXXXX";
-
 /* Stops after `after` batches of the epoch. */
 static int stop_after(const caps_progress *p, void *ctx) { return p->batch >= *(int *)ctx; }
 
@@ -63,8 +62,8 @@ TEST(stop_anywhere_and_resume_is_bit_identical) {
     for (int e = 0; e < 2; e++) caps_train_epoch(ref, &sr, &ds, &es, NULL, NULL, &err);
     /* Stopped after every possible batch of epoch 2 (and of epoch 1), saved, loaded into a
      * fresh model, resumed. */
-    char path[128];
-    snprintf(path, sizeof path, "%s/resume.caps", tmpdir);
+    char path[TEST_PATH_MAX];
+    test_path(path, "resume.caps");
     int mismatches = 0, stops = 0;
     for (int stop_epoch = 0; stop_epoch < 2; stop_epoch++)
         for (int after = 1; after < 5; after++) {
@@ -110,8 +109,8 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
     caps_train_state st = tiny_state();
     caps_epoch_stats es;
     EXPECT(caps_train_epoch(m, &st, &ds, &es, NULL, NULL, &err) == CAPS_OK, "epoch: %s", err.msg);
-    char path[128];
-    snprintf(path, sizeof path, "%s/good.caps", tmpdir);
+    char path[TEST_PATH_MAX];
+    test_path(path, "good.caps");
     EXPECT(caps_model_save(m, &st, "log", path, &err) == CAPS_OK, "save: %s", err.msg);
     /* A poisoned decoder weight: the reconstruction, then the loss, become NaN. */
     float *before = malloc(m->num_params * sizeof(float));
@@ -146,20 +145,16 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
         big->params.dec3_b[0] = NAN;
         caps_train_state bs = tiny_state();
         bs.epoch = 1;
-        char bad[128], out[128], cmd[768], text[4096] = {0};
-        snprintf(bad, sizeof bad, "%s/bad.caps", tmpdir);
-        snprintf(out, sizeof out, "%s/out.txt", tmpdir);
+        char bad[TEST_PATH_MAX], out[TEST_PATH_MAX], cmd[2048], *text = NULL;
+        test_path(bad, "bad.caps");
+        test_path(out, "out.txt");
         EXPECT(caps_model_save(big, &bs, "", bad, &err) == CAPS_OK, "save: %s", err.msg);
         snprintf(cmd, sizeof cmd,
                  "%s train --resume --out %s --data data/mnist --epochs 3 --test-limit 10 "
                  "--quiet > %s 2>&1", prog, bad, out);
         int status = system(cmd);
-        FILE *f = fopen(out, "r");
-        if (f) {
-            size_t n = fread(text, 1, sizeof text - 1, f);
-            text[n] = '\0';
-            fclose(f);
-        }
+        size_t n;
+        if (!(text = test_read_file(out, &n))) text = strdup("(no output)");
         EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 1, "exit status %d:\n%s", status, text);
         EXPECT(strstr(text, "loss became NaN at epoch 2, batch 1") &&
                    strstr(text, "keeps the last good checkpoint"),
@@ -170,6 +165,7 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
                "the file changed: %s", err.msg);
         capsnet_free(again);
         capsnet_free(big);
+        free(text);
     } else {
         printf("note: CAPS_PROGRAM not set, the program's part of this test was not run\n");
     }
@@ -180,14 +176,9 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!test_dir_create("train")) return 1;
     RUN(stop_anywhere_and_resume_is_bit_identical);
     RUN(nan_loss_stops_before_the_step_and_names_it);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_dir_remove();
     return TEST_SUMMARY();
 }

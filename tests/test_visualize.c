@@ -11,10 +11,9 @@
 #include "gradcheck.h"
 #include "model.h"
 #include "test.h"
+#include "test_files.h"
 
 enum { S = 10, NIMG = 5 };
-
-static char tmpdir[] = "/tmp/capsnet-vis-XXXXXX";
 
 static capsnet *tiny_model(void) {
     caps_config c = {S, 1, 4, 3, 1, 3, 4, 3, 2, 10, 5, 3, 8, 12};
@@ -66,8 +65,8 @@ TEST(reconstruction_tiles_are_the_decoder_output) {
     caps_dataset ds = images();
     EXPECT(m != NULL, "model");
     if (!m) return;
-    char path[128];
-    snprintf(path, sizeof path, "%s/rec.png", tmpdir);
+    char path[TEST_PATH_MAX];
+    test_path(path, "rec.png");
     int which[3] = {4, 0, 2}, xy[2 * 6], wrong = -1;
     caps_error err;
     EXPECT(caps_draw_reconstructions(m, &ds, which, 3, NULL, path, "t", &wrong, xy, &err) ==
@@ -102,8 +101,8 @@ TEST(perturbation_middle_column_is_the_reconstruction) {
     caps_dataset ds = images();
     EXPECT(m != NULL, "model");
     if (!m) return;
-    char path[128];
-    snprintf(path, sizeof path, "%s/pert.png", tmpdir);
+    char path[TEST_PATH_MAX];
+    test_path(path, "pert.png");
     enum { STEPS = 5, E = 5 };
     int xy[2 * E * STEPS], cls = -1;
     caps_error err;
@@ -137,15 +136,10 @@ TEST(perturbation_middle_column_is_the_reconstruction) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!test_dir_create("visualize")) return 1;
     RUN(reconstruction_tiles_are_the_decoder_output);
     RUN(perturbation_middle_column_is_the_reconstruction);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_dir_remove();
     caps_figures_release();
     return TEST_SUMMARY();
 }
