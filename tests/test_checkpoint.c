@@ -762,20 +762,12 @@ TEST(failed_write_leaves_the_old_file) {
     }
     caps_train_state st;
     fill_state(&st);
-    struct rlimit saved, lim;
-    EXPECT(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit: %s", strerror(errno));
-    lim = saved;
-    lim.rlim_cur = 20000; /* of a ~50 kB file */
-    struct sigaction ign, prev;
-    memset(&ign, 0, sizeof ign);
-    ign.sa_handler = SIG_IGN;
-    sigaction(SIGXFSZ, &ign, &prev);
-    int set = setrlimit(RLIMIT_FSIZE, &lim) == 0;
+    test_disk_full full;
+    EXPECT(test_disk_full_begin(&full, 20000 /* of a ~50 kB file */), "setrlimit: %s",
+           strerror(errno));
     caps_error err;
     int rc = caps_model_save(m, &st, test_log, p, &err);
-    if (set) setrlimit(RLIMIT_FSIZE, &saved);
-    sigaction(SIGXFSZ, &prev, NULL);
-    EXPECT(set, "setrlimit: %s", strerror(errno));
+    test_disk_full_end(&full);
     EXPECT(rc == CAPS_ERR_IO && strstr(err.msg, p) &&
                strstr(err.msg, "write failed (File too large)"),
            "code %d: %s", rc, err.msg);

@@ -16,9 +16,7 @@
  */
 #include <cairo.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdint.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -376,16 +374,11 @@ TEST(grid_write_fails_midway) {
     const char *old = "old contents";
     EXPECT(test_write_file(test_path(p, "keep.png"), old, strlen(old)), "write");
 
-    struct rlimit saved, small;
-    EXPECT(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit");
-    small = saved;
-    small.rlim_cur = 1000;
-    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN); /* get EFBIG instead of being killed */
-    EXPECT(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
+    test_disk_full full;
+    EXPECT(test_disk_full_begin(&full, 1000), "setrlimit: %s", strerror(errno));
     caps_error err = {0};
     int rc = caps_grid_write_png(p, &g, px, &err);
-    setrlimit(RLIMIT_FSIZE, &saved);
-    signal(SIGXFSZ, prev);
+    test_disk_full_end(&full);
     free(px);
 
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
@@ -618,16 +611,11 @@ TEST(chart_write_fails_midway) {
     const char *old = "old contents";
     EXPECT(test_write_file(test_path(p, "keep.svg"), old, strlen(old)), "write");
 
-    struct rlimit saved, small;
-    EXPECT(getrlimit(RLIMIT_FSIZE, &saved) == 0, "getrlimit");
-    small = saved;
-    small.rlim_cur = 1000;
-    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
-    EXPECT(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
+    test_disk_full full;
+    EXPECT(test_disk_full_begin(&full, 1000), "setrlimit: %s", strerror(errno));
     caps_error err = {0};
     int rc = caps_chart_write_svg(p, "t", "x", "y", x, N, s, 1, &err);
-    setrlimit(RLIMIT_FSIZE, &saved);
-    signal(SIGXFSZ, prev);
+    test_disk_full_end(&full);
 
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
     EXPECT_MSG(err, "File too large");

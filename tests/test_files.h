@@ -3,16 +3,19 @@
  * folder under /tmp at the start of main (test_dir_create), builds paths in it (test_path),
  * and removes it with everything in it at the end (test_dir_remove). Whole files are read and
  * written with test_read_file and test_write_file; test_count_temp_files counts the leftovers
- * of caps_atomic_open (names holding ".tmp.").
+ * of caps_atomic_open (names holding ".tmp."); test_disk_full_begin and _end make writes fail
+ * as on a full disk.
  */
 #ifndef CAPS_TEST_FILES_H
 #define CAPS_TEST_FILES_H
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,6 +95,34 @@ static inline int test_count_temp_files(const char *dir) {
         if (strstr(e->d_name, ".tmp.")) count++;
     closedir(d);
     return count;
+}
+
+/* A full disk, played by the file-size limit: from test_disk_full_begin until
+ * test_disk_full_end, a write past `bytes` of a file fails with EFBIG ("File too large"),
+ * SIGXFSZ being ignored so that it does not kill the process. begin returns 0 (errno set)
+ * if the limit could not be set. */
+typedef struct {
+    struct rlimit saved;
+    struct sigaction prev;
+    int set;
+} test_disk_full;
+
+static inline int test_disk_full_begin(test_disk_full *d, rlim_t bytes) {
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &ign, &d->prev);
+    d->set = 0;
+    if (getrlimit(RLIMIT_FSIZE, &d->saved) != 0) return 0;
+    struct rlimit lim = d->saved;
+    lim.rlim_cur = bytes;
+    d->set = setrlimit(RLIMIT_FSIZE, &lim) == 0;
+    return d->set;
+}
+
+static inline void test_disk_full_end(test_disk_full *d) {
+    if (d->set) setrlimit(RLIMIT_FSIZE, &d->saved);
+    sigaction(SIGXFSZ, &d->prev, NULL);
 }
 
 #endif /* CAPS_TEST_FILES_H */
