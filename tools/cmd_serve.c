@@ -443,13 +443,17 @@ int cmd_serve(int argc, char **argv) {
     s.out = malloc((out_n > caps_n ? out_n : caps_n) * sizeof(float));
     pthread_mutex_init(&s.lock, NULL);
     struct MHD_Daemon *d = NULL;
+    /* A thread pool only for more than one worker: one worker is the polling thread itself,
+     * and libmicrohttpd warns on stderr about a pool size of 1 or 0, so then the option list
+     * ends before the pool size. */
+    enum MHD_OPTION pool_option = workers > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END;
     if (s.x && s.out)
         d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
                              on_request, &s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)workers,
                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                              MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                             MHD_OPTION_CONNECTION_LIMIT, 256u, MHD_OPTION_END);
+                             MHD_OPTION_CONNECTION_LIMIT, 256u,
+                             pool_option, (unsigned)workers, MHD_OPTION_END);
     if (!d) {
         rc = fail_runtime("cannot listen on %s:%d (%s)", host, port,
                           errno ? strerror(errno) : "libmicrohttpd failed to start");

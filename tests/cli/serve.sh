@@ -23,6 +23,7 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 assert "server prints its URL" [ -n "$url" ]
+assert "server starts without a word on stderr" [ ! -s "$work/serve.err" ]
 url=${url%/}
 
 # http METHOD PATH [BODY-FILE]: prints "CODE BODY" on one line (the first 2000 bytes).
