@@ -17,12 +17,17 @@ void print_error(const caps_error *err) {
     if (err->hint[0]) fprintf(stderr, "hint: %s\n", err->hint);
 }
 
-int fail_runtime(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+/* "capsnet: error: <message>" on stderr, one line. */
+static void print_error_v(const char *fmt, va_list ap) {
     fprintf(stderr, "capsnet: error: ");
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+}
+
+int fail_runtime(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    print_error_v(fmt, ap);
     va_end(ap);
     return EXIT_FAILURE;
 }
@@ -30,9 +35,7 @@ int fail_runtime(const char *fmt, ...) {
 int fail_usage(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "capsnet: error: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    print_error_v(fmt, ap);
     va_end(ap);
     fprintf(stderr, "Try 'capsnet %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
     return EXIT_USAGE;
