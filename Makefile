@@ -1,8 +1,14 @@
 # capsnet: the Makefile is the source of truth for building and testing.
 #
-#   make              build ./capsnet (and build/libcapsnet.a)
+#   make              build ./capsnet, build/libcapsnet.a and build/libcapsnet.so
 #   make test         build and run the test suite (ends with "N passed, N failed")
-#   make asan         the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make lib          the core alone, in build-lib/: the libraries, their tests, and a capsnet
+#                     with train, test, predict, info and bench; needs none of cairo,
+#                     libmicrohttpd, cJSON (FIGURES=0)
+#   make lib-test     make lib, then its tests
+#   make install      the libraries (libcapsnet.so with a soname, libcapsnet.a), capsnet.h,
+#                     capsnet.pc and the program, under PREFIX (/usr/local); DESTDIR too
+#   make asan         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make noblas       the suite built with BLAS=none NATIVE=0: the plain C kernels everywhere
 #                     (the end-to-end MNIST run skipped: slow)
 #   make run          get MNIST, train one epoch, print the test accuracy
@@ -11,20 +17,41 @@
 #   make clean
 #
 # Switches: NATIVE=0 (no -march=native), OMP=0 (no OpenMP), BLAS=dnnl|openblas|none,
+#           FIGURES=0 (no pictures, report or explorer: the core's dependencies only),
 #           WERROR=1 (warnings are errors, as in CI), SANITIZE=1 (what `make asan` sets).
+#
+# The core library (src/) depends on libc, libm, OpenMP, zlib, libpng and the BLAS. The
+# program's pictures (tools/figure.c, visualize.c: cairo), report and explorer
+# (libmicrohttpd, cJSON) are compiled and linked only into the program and their tests.
 
 CC      ?= gcc
 NATIVE  ?= 1
 OMP     ?= 1
 BLAS    ?= dnnl
+FIGURES ?= 1
 WERROR  ?= 0
 SANITIZE ?= 0
 CAPS_SKIP_E2E ?= 0
 BUILD   ?= build
+PKG_CONFIG ?= pkg-config
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
 
-CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -Wall -Wextra -Wshadow -Iinclude -Isrc -MMD -MP \
-           $(shell pkg-config --cflags cairo fontconfig libmicrohttpd libcjson 2>/dev/null)
-LDLIBS  := -lmicrohttpd -lcjson -lcairo -lfontconfig -lpng -lz -lm -lpthread
+# The library's version, from its header; the soname carries the major number.
+VERSION := $(shell sed -n 's/^\#define CAPSNET_VERSION_STRING "\(.*\)"/\1/p' include/capsnet.h)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libcapsnet.so.$(MAJOR)
+
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -O3 -g -Wall -Wextra -Wshadow -Iinclude -Isrc \
+           -MMD -MP
+# The library's objects also go into libcapsnet.so: position-independent, and only what
+# capsnet.h declares is exported.
+LIB_CFLAGS := -fPIC -fvisibility=hidden
+LDLIBS  := -lpng -lz -lm
+# BLAS_LIBS: what the library needs at link time beyond libc (capsnet.pc, libcapsnet.so).
+BLAS_LIBS :=
 
 ifeq ($(NATIVE),1)
 CFLAGS  += -march=native
@@ -37,13 +64,14 @@ CFLAGS  += -Wno-unknown-pragmas
 endif
 ifeq ($(BLAS),dnnl)
 CFLAGS  += -DCAPS_USE_DNNL
-LDLIBS  := -ldnnl $(LDLIBS)
+BLAS_LIBS := -ldnnl
 else ifeq ($(BLAS),openblas)
 CFLAGS  += -DCAPS_USE_CBLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  := -lopenblas $(LDLIBS)
+BLAS_LIBS := -lopenblas
 else ifneq ($(BLAS),none)
 $(error BLAS must be dnnl, openblas or none, got '$(BLAS)')
 endif
+LDLIBS  := $(BLAS_LIBS) $(LDLIBS)
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
@@ -52,29 +80,53 @@ CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS += -fsanitize=address,undefined
 endif
 
+# The presentation side: only its objects see these flags, only the program and its
+# tests link these libraries.
+FIG_PKGS := cairo fontconfig libmicrohttpd libcjson
+ifeq ($(FIGURES),1)
+FIG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(FIG_PKGS))
+FIG_LIBS   := $(shell $(PKG_CONFIG) --libs $(FIG_PKGS)) -lpthread
+endif
+
 LIB_SRC   := $(wildcard src/*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
 WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
-TOOL_OBJ  := $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(wildcard tools/*.c)) $(BUILD)/tools/web_assets.o
-TEST_SRC  := $(wildcard tests/test_*.c)
+# The program: the core commands always; the pictures, report and explorer with FIGURES=1,
+# else no_figures.c says they are not built.
+CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench
+FIG_TOOLS  := cmd_figures cmd_report cmd_serve web_assets
+FIG_LIB_OBJ := $(BUILD)/tools/figure.o $(BUILD)/tools/visualize.o
+ifeq ($(FIGURES),1)
+TOOL_OBJ  := $(patsubst %,$(BUILD)/tools/%.o,$(CORE_TOOLS) $(FIG_TOOLS)) $(FIG_LIB_OBJ)
+else
+TOOL_OBJ  := $(patsubst %,$(BUILD)/tools/%.o,$(CORE_TOOLS) no_figures)
+endif
+# Tests of the pictures need cairo; the rest test the core.
+FIG_TEST_SRC := tests/test_figure.c tests/test_visualize.c
+TEST_SRC  := $(if $(filter 1,$(FIGURES)),$(wildcard tests/test_*.c),\
+                  $(filter-out $(FIG_TEST_SRC),$(wildcard tests/test_*.c)))
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+FIG_TEST_BIN := $(FIG_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
 PROGRAM   := $(if $(filter build,$(BUILD)),capsnet,$(BUILD)/capsnet)
+LIBS      := $(BUILD)/libcapsnet.a $(BUILD)/libcapsnet.so
 
-.PHONY: all test asan noblas valgrind fuzz run bench clean
-all: $(PROGRAM)
+.PHONY: all lib lib-test tests install test asan noblas valgrind fuzz run bench clean
+all: $(PROGRAM) $(LIBS)
+tests: $(TEST_BIN)
 
 # Objects depend on the flags too: switching BLAS= or SANITIZE= rebuilds what they change.
-FLAGS_STAMP := $(BUILD)/flags.$(shell echo '$(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)' | cksum | cut -d' ' -f1)
+FLAGS_STAMP := $(BUILD)/flags.$(shell echo '$(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(FIGURES)' \
+                 | cksum | cut -d' ' -f1)
 $(FLAGS_STAMP): | $(BUILD)/src
 	rm -f $(BUILD)/flags.* && touch $@
 
 $(BUILD)/src/%.o: src/%.c $(FLAGS_STAMP) | $(BUILD)/src
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 $(BUILD)/tests/%.o: tests/%.c $(FLAGS_STAMP) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -Itools $(FIG_CFLAGS) -c $< -o $@
 $(BUILD)/tools/%.o: tools/%.c $(FLAGS_STAMP) | $(BUILD)/tools
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(FIG_CFLAGS) -c $< -o $@
 $(BUILD)/src $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@
 
@@ -86,18 +138,50 @@ $(BUILD)/tools/web_assets.o: $(BUILD)/tools/web_assets.c $(FLAGS_STAMP)
 
 $(BUILD)/libcapsnet.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
+# The shared library records what it needs (--as-needed drops the rest) and may leave
+# no symbol undefined.
+$(BUILD)/libcapsnet.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,$(SONAME) -Wl,--no-undefined -Wl,--as-needed \
+	    $^ $(LDLIBS) -o $@.$(VERSION)
+	ln -sf libcapsnet.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf libcapsnet.so.$(VERSION) $@
 
+# The program links the static library: it needs nothing of capsnet installed to run.
 $(PROGRAM): $(TOOL_OBJ) $(BUILD)/libcapsnet.a
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $^ $(FIG_LIBS) $(LDLIBS) -o $@
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELP) $(BUILD)/libcapsnet.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(FIG_TEST_BIN): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELP) $(FIG_LIB_OBJ) \
+                 $(BUILD)/libcapsnet.a
+	$(CC) $(LDFLAGS) $^ $(FIG_LIBS) $(LDLIBS) -o $@
 
 # The suite needs MNIST for the end-to-end test: scripts/get-data.sh copies it from
 # $MNIST_DIR or downloads it, and verifies the checksums.
-test: $(TEST_BIN) $(PROGRAM)
+test: $(TEST_BIN) $(PROGRAM) $(LIBS)
 	scripts/get-data.sh mnist data/mnist
-	CAPS_SKIP_E2E=$(CAPS_SKIP_E2E) sh tests/run.sh $(BUILD) $(abspath $(PROGRAM))
+	CAPS_SKIP_E2E=$(CAPS_SKIP_E2E) CAPS_FIGURES=$(FIGURES) sh tests/run.sh $(BUILD) \
+	    $(abspath $(PROGRAM))
+
+lib:
+	$(MAKE) BUILD=build-lib FIGURES=0 all tests
+lib-test:
+	$(MAKE) BUILD=build-lib FIGURES=0 test
+
+# capsnet.pc for the prefix it is installed under.
+$(BUILD)/capsnet.pc: capsnet.pc.in $(FLAGS_STAMP)
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(strip $(LDFLAGS) $(LDLIBS))|' $< > $@
+
+install: $(PROGRAM) $(LIBS) $(BUILD)/capsnet.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 755 $(PROGRAM) $(DESTDIR)$(BINDIR)/capsnet
+	install -m 644 $(BUILD)/libcapsnet.a $(DESTDIR)$(LIBDIR)/libcapsnet.a
+	install -m 755 $(BUILD)/libcapsnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcapsnet.so.$(VERSION)
+	ln -sf libcapsnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcapsnet.so
+	install -m 644 include/capsnet.h $(DESTDIR)$(INCLUDEDIR)/capsnet.h
+	install -m 644 $(BUILD)/capsnet.pc $(DESTDIR)$(LIBDIR)/pkgconfig/capsnet.pc
 
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
@@ -125,6 +209,6 @@ bench: $(PROGRAM)
 	CAPSNET=$(abspath $(PROGRAM)) bench/compare.sh
 
 clean:
-	rm -rf build build-asan build-noblas build-valgrind build-fuzz capsnet
+	rm -rf build build-lib build-asan build-noblas build-valgrind build-fuzz capsnet
 
 -include $(LIB_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELP:.o=.d) $(TOOL_OBJ:.o=.d)

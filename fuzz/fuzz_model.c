@@ -86,7 +86,7 @@ static void read_model(const uint8_t *data, size_t size) {
     caps_train_state st;
     char *log = &fuzz_sentinel;
     memset(&err, 0, sizeof err);
-    int rc = caps_model_load(&m, &st, &log, path, 1, &err);
+    int rc = caps_model_load(&m, &st, &log, path, 1, NULL, &err);
     if (rc != CAPS_OK) {
         check_error(rc, &err);
         if (m != NULL || log != NULL) fuzz_fail("load failed but left *m or *log set", &err);

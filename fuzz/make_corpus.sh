@@ -20,12 +20,17 @@ cat > "$tmp/gen_model.c" <<'EOF'
 /* Writes dir/name from a model of cfg; variant tweaks the state, log and Adam step. */
 static void save(const char *dir, const char *name, caps_config c, const char *log, int variant) {
     capsnet *m; caps_error err; caps_train_state st; char path[512];
-    if (capsnet_create(&m, &c, 1, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    if (capsnet_create(&m, &c, 1, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
     capsnet_init_weights(m, 42 + (uint64_t)variant);
     caps_train_state_default(&st);
     if (variant) {
-        float *am = capsnet_adam_m(m), *av = capsnet_adam_v(m);
-        for (size_t i = 0; i < caps_num_params(&c); i++) am[i] = 1e-3f * (float)i, av[i] = 1e-6f;
+        size_t n = caps_num_params(&c);
+        float *am = malloc(n * sizeof(float)), *av = malloc(n * sizeof(float));
+        if (!am || !av) exit(1);
+        for (size_t i = 0; i < n; i++) am[i] = 1e-3f * (float)i, av[i] = 1e-6f;
+        capsnet_write(m, CAPS_ADAM_M, 0, n, am, NULL);
+        capsnet_write(m, CAPS_ADAM_V, 0, n, av, NULL);
+        free(am), free(av);
         capsnet_set_adam_t(m, 1234); st.epoch = 3; st.batch_in_epoch = 17; st.epoch_images = 1700;
         st.epoch_loss_sum = 12.5; st.epoch_seconds = 3.25; st.limit = 100; st.recon_weight = 0;
     }
@@ -35,9 +40,9 @@ static void save(const char *dir, const char *name, caps_config c, const char *l
 }
 int main(int argc, char **argv) {
     (void)argc;
-    caps_config a = {6, 1, 2, 3, 1, 1, 2, 2, 1, 2, 2, 1, 2, 2}; /* 234 parameters, 3 KB */
-    caps_config b = {5, 2, 1, 2, 2, 1, 1, 1, 1, 2, 1, 1, 1, 1}; /* 2 channels, stride 2 */
-    caps_config c = {7, 1, 2, 2, 1, 2, 2, 2, 2, 3, 2, 2, 3, 2}; /* 3 classes, routing 2 */
+    caps_config a = {6, 1, 2, 3, 1, 1, 2, 2, 1, 2, 2, 1, 2, 2, CAPS_ROUTING_DYNAMIC}; /* 234 parameters, 3 KB */
+    caps_config b = {5, 2, 1, 2, 2, 1, 1, 1, 1, 2, 1, 1, 1, 1, CAPS_ROUTING_DYNAMIC}; /* 2 channels, stride 2 */
+    caps_config c = {7, 1, 2, 2, 1, 2, 2, 2, 2, 3, 2, 2, 3, 2, CAPS_ROUTING_DYNAMIC}; /* 3 classes, routing 2 */
     save(argv[1], "tiny_a_log.caps", a, "epoch,loss,train_acc,test_acc\n0,0.5,0.8,0.85\n", 0);
     save(argv[1], "tiny_a_nolog.caps", a, NULL, 0);
     save(argv[1], "tiny_a_resume.caps", a, "epoch,loss\n0,0.1\n1,0.05\n2,0.04\n", 1);
@@ -45,7 +50,7 @@ int main(int argc, char **argv) {
     save(argv[1], "tiny_c.caps", c, NULL, 1);
     /* 400 classes, 4096 routing iterations: a 10 kB file whose routing scratch (77 MB)
      * exceeds fuzz_model's allocation limit, so the out-of-memory path stays covered. */
-    caps_config w = {1, 1, 1, 1, 1, 1, 1, 1, 1, 400, 1, 4096, 1, 1};
+    caps_config w = {1, 1, 1, 1, 1, 1, 1, 1, 1, 400, 1, 4096, 1, 1, CAPS_ROUTING_DYNAMIC};
     save(argv[1], "wide_routing.caps", w, NULL, 0);
     return 0;
 }
@@ -72,11 +77,16 @@ good = open(f"{tmp}/tiny_a_log.caps", "rb").read()
 for n in ["tiny_a_log", "tiny_a_nolog", "tiny_a_resume", "tiny_b", "tiny_c", "wide_routing"]:
     put("model", n, open(f"{tmp}/{n}.caps", "rb").read())
 put("model", "cut_header", good[:100])
-put("model", "header_only", good[:192])
+put("model", "header_only", good[:208])
 put("model", "one_byte_short", good[:-1])
 put("model", "trailing_byte", good + b"\0")
 flip = bytearray(good); flip[500] ^= 0x40; put("model", "bad_crc", bytes(flip))
-v2 = bytearray(good); v2[8] = 2; put("model", "version2", bytes(v2))
+v3 = bytearray(good); v3[8] = 3; put("model", "version3", bytes(v3))
+# Version 1, as capsnet wrote before routings had names: no routing field, header 176 bytes.
+v1 = bytearray(good[:192] + good[208:-4]); v1[8] = 1; v1[12:16] = struct.pack("<I", 176)
+put("model", "version1", bytes(v1) + struct.pack("<I", zlib.crc32(bytes(v1))))
+em = bytearray(good[:-4]); em[192:208] = b"em".ljust(16, b"\0")
+put("model", "unknown_routing", bytes(em) + struct.pack("<I", zlib.crc32(bytes(em))))
 bigl = bytearray(good); bigl[184:192] = struct.pack("<Q", 1 << 40); put("model", "huge_log", bytes(bigl))
 put("model", "not_model", b"\x89PNG\r\n\x1a\n" + good[8:64])
 

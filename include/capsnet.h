@@ -1,14 +1,17 @@
 /*
- * capsnet.h: the public API of capsnet, a Capsule Network with dynamic routing
+ * capsnet.h: the public API of libcapsnet, a Capsule Network with dynamic routing
  * (Sabour, Frosst & Hinton, "Dynamic Routing Between Capsules", NIPS 2017).
  *
  *   image [C][H][W] -> Conv1 (ReLU) -> PrimaryCaps (conv, squash) -> DigitCaps (routing)
  *         -> class scores = capsule lengths; decoder reconstructs the image from one capsule.
  *
- * Everything a program needs: the configuration (all shapes), the model (create, init,
- * forward, backward, Adam step), data files (IDX), images (PNG/PGM), model files.
- * Library functions never exit: they return CAPS_OK or an error code with a message
- * in a caps_error. Layer kernels live in src/layers.h and are not part of this API.
+ * The core library: the configuration (every shape), the model (create, init, forward,
+ * backward, Adam step) on a backend (today "cpu"), its parameters behind copy-in / copy-out
+ * calls, data files (IDX), images (PNG/PGM), model files, the training and evaluation
+ * loops. Figures, the HTML report and the explorer belong to the capsnet program, not here.
+ * Library functions never exit: they return CAPS_OK or an error code with a message in a
+ * caps_error. docs/architecture.md draws the pieces; `pkg-config --cflags --libs capsnet`
+ * builds against an installed copy.
  */
 #ifndef CAPSNET_H
 #define CAPSNET_H
@@ -16,9 +19,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of this header; capsnet_version() says which library is linked. The major
+ * number changes when a call or a struct changes incompatibly (it is the soname's). */
+#define CAPSNET_VERSION_MAJOR 0
+#define CAPSNET_VERSION_MINOR 2
+#define CAPSNET_VERSION_PATCH 0
+#define CAPSNET_VERSION_STRING "0.2.0"
+#define CAPSNET_VERSION_NUMBER \
+    (CAPSNET_VERSION_MAJOR * 10000 + CAPSNET_VERSION_MINOR * 100 + CAPSNET_VERSION_PATCH)
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library is built with hidden symbols; everything declared here is exported. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* "0.2.0": the version of the library linked (CAPSNET_VERSION_STRING of its build). */
+const char *capsnet_version(void);
 
 /* ------------------------------------------------------------------------ errors */
 
@@ -41,6 +61,13 @@ typedef struct {
 
 /* ------------------------------------------------------------------------ configuration */
 
+/* How DigitCaps turns prediction vectors into parent capsules. Stored in model files by
+ * name; caps_routing_name and caps_routing_find map between the two. */
+enum {
+    CAPS_ROUTING_DYNAMIC = 0, /* "dynamic": Procedure 1 of the paper, routing by agreement */
+    CAPS_NUM_ROUTINGS
+};
+
 /* Every shape of the network. caps_config_mnist() gives the paper's MNIST network. */
 typedef struct {
     int image_size;      /* H = W of the input image (28) */
@@ -57,18 +84,25 @@ typedef struct {
     int routing_iters;   /* R, routing iterations (3) */
     int decoder_hidden1; /* first decoder layer (512) */
     int decoder_hidden2; /* second decoder layer (1024) */
+    int routing;         /* CAPS_ROUTING_DYNAMIC (0, so a config zeroed past the shapes has it) */
 } caps_config;
 
+/* The numeric fields: image_size .. decoder_hidden2, not routing. */
 #define CAPS_CONFIG_FIELDS 14
 
 void caps_config_mnist(caps_config *cfg);
-/* The fields by number (0 .. CAPS_CONFIG_FIELDS-1, declaration order) and their names. */
+/* The numeric fields by number (0 .. CAPS_CONFIG_FIELDS-1, declaration order) and names. */
 const char *caps_config_field_name(int k);
 int caps_config_get(const caps_config *cfg, int k);
 void caps_config_set(caps_config *cfg, int k, int value);
-/* CAPS_OK when every shape is positive and consistent and the network's size stays far from
- * overflow (parameters and activations per image below 2^31); else CAPS_ERR_ARG naming the
- * field. Every other function may assume a checked configuration. */
+/* "dynamic" for CAPS_ROUTING_DYNAMIC; NULL for a number that names no routing. */
+const char *caps_routing_name(int routing);
+/* The routing called name, or -1. */
+int caps_routing_find(const char *name);
+/* CAPS_OK when every shape is positive and consistent, the routing known, and the
+ * network's size far from overflow (parameters and activations per image below 2^31);
+ * else CAPS_ERR_ARG naming the field. Every other function may assume a checked
+ * configuration. */
 int caps_config_check(const caps_config *cfg, caps_error *err);
 /* Derived shapes. */
 int caps_conv1_out(const caps_config *cfg);      /* Conv1 output side (20) */
@@ -79,47 +113,79 @@ size_t caps_num_params(const caps_config *cfg);  /* 8,215,568 for MNIST */
 
 /* ------------------------------------------------------------------------ model */
 
-/* The parameter tensors in PyTorch layouts; the same struct points into the gradients and
- * the two Adam moment arenas. Order here is the order in memory and in model files. */
-typedef struct {
-    float *conv1_w;  /* [conv1_channels][in_channels][k1][k1] */
-    float *conv1_b;  /* [conv1_channels] */
-    float *prim_w;   /* [types*D_in][conv1_channels][k2][k2] */
-    float *prim_b;   /* [types*D_in] */
-    float *caps_w;   /* W_ij: [N_in][N_out][D_out][D_in] */
-    float *dec1_w;   /* [hidden1][N_out*D_out] */
-    float *dec1_b;   /* [hidden1] */
-    float *dec2_w;   /* [hidden2][hidden1] */
-    float *dec2_b;   /* [hidden2] */
-    float *dec3_w;   /* [pixels][hidden2] */
-    float *dec3_b;   /* [pixels] */
-} caps_params;
-
-#define CAPS_NUM_PARAM_TENSORS 11
-
 typedef struct capsnet capsnet;
 
 /* Which capsule feeds the decoder: the true class (training) or the longest one (test). */
 enum { CAPS_MASK_LABEL = 0, CAPS_MASK_PREDICTED = 1 };
 
+/* Which kernels a CPU model runs. FAST: the fused DigitCaps layer with this machine's
+ * vector instructions (AVX-512 where the build has it). PORTABLE: the same fused layer in
+ * plain C. REFERENCE: Procedure 1 written as the paper states it, every prediction vector
+ * in memory (slow and large: for tests and for reading). All three compute the same
+ * network; tests hold them equal. */
+enum { CAPS_KERNELS_FAST = 0, CAPS_KERNELS_PORTABLE = 1, CAPS_KERNELS_REFERENCE = 2 };
+
+/* How to run a model; a NULL pointer, or a zeroed struct, means the defaults. */
+typedef struct {
+    const char *backend; /* "cpu" (NULL: "cpu", the only backend of this build) */
+    int kernels;         /* CAPS_KERNELS_FAST */
+} caps_options;
+
 /* Allocates parameters, gradients, Adam moments and every activation for batches of up
- * to max_batch images. Nothing is allocated after this. Weights are zero until init. */
-int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, caps_error *err);
+ * to max_batch images, on the backend opt names. Nothing is allocated after this. Weights
+ * are zero until capsnet_init_weights or a write. */
+int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, const caps_options *opt,
+                   caps_error *err);
 void capsnet_free(capsnet *m);
 /* Initialises the weights from a seed (see capsnet.c for the choice) and zeroes Adam. */
 void capsnet_init_weights(capsnet *m, uint64_t seed);
 
 const caps_config *capsnet_config(const capsnet *m);
 int capsnet_max_batch(const capsnet *m);
-caps_params *capsnet_params(capsnet *m);
-caps_params *capsnet_grads(capsnet *m);
-float *capsnet_param_memory(capsnet *m); /* all parameters, contiguous, in tensor order */
-float *capsnet_grad_memory(capsnet *m);
-float *capsnet_adam_m(capsnet *m);
-float *capsnet_adam_v(capsnet *m);
-/* Element counts of the parameter tensors and their names ("conv1_w", ...). */
-size_t capsnet_param_size(const capsnet *m, int tensor);
-const char *capsnet_param_name(int tensor);
+const char *capsnet_backend(const capsnet *m); /* "cpu" */
+
+/* ------------------------------------------------------------------------ parameters */
+
+/* The model's four arrays of num_params floats each, in the same tensor order: the
+ * parameters, their gradients (summed by capsnet_backward since capsnet_zero_grad), and
+ * Adam's first and second moments. They live where the backend keeps them (a GPU's memory,
+ * say): a program reads and writes them only through the copies below. Writing the
+ * parameters is the only way to change them (besides init, Adam and loading a file). */
+typedef enum { CAPS_PARAMS = 0, CAPS_GRADS = 1, CAPS_ADAM_M = 2, CAPS_ADAM_V = 3 } caps_arena;
+
+/* The parameter tensors, in this order in every arena and in model files, each in its
+ * PyTorch layout:
+ *   0 conv1_w [conv1_channels][in_channels][k1][k1]    1 conv1_b [conv1_channels]
+ *   2 prim_w  [types*D_in][conv1_channels][k2][k2]     3 prim_b  [types*D_in]
+ *   4 caps_w  W_ij: [N_in][N_out][D_out][D_in]
+ *   5 dec1_w  [hidden1][N_out*D_out]   6 dec1_b [hidden1]
+ *   7 dec2_w  [hidden2][hidden1]       8 dec2_b [hidden2]
+ *   9 dec3_w  [pixels][hidden2]       10 dec3_b [pixels] */
+#define CAPS_NUM_PARAM_TENSORS 11
+
+size_t capsnet_num_params(const capsnet *m);
+const char *capsnet_param_name(int tensor); /* "conv1_w", ... */
+int capsnet_param_find(const char *name);   /* the tensor called name, or -1 */
+size_t capsnet_param_size(const capsnet *m, int tensor);   /* elements */
+size_t capsnet_param_offset(const capsnet *m, int tensor); /* where it starts in an arena */
+
+/* Copies count floats from offset of an arena out to out[count], or in from in[count].
+ * CAPS_ERR_ARG when the range leaves the arena. Copies of the whole block (offset 0,
+ * count num_params) or of a tensor (capsnet_param_offset / _size) are the usual ones. */
+int capsnet_read(const capsnet *m, caps_arena which, size_t offset, size_t count, float *out,
+                 caps_error *err);
+int capsnet_write(capsnet *m, caps_arena which, size_t offset, size_t count, const float *in,
+                  caps_error *err);
+/* The same for one tensor by name; count must be its size. */
+int capsnet_read_tensor(const capsnet *m, caps_arena which, const char *name, float *out,
+                        size_t count, caps_error *err);
+int capsnet_write_tensor(capsnet *m, caps_arena which, const char *name, const float *in,
+                         size_t count, caps_error *err);
+/* Adam's step count (bias correction uses it). */
+int64_t capsnet_adam_t(const capsnet *m);
+void capsnet_set_adam_t(capsnet *m, int64_t t);
+
+/* ------------------------------------------------------------------------ forward, backward */
 
 /* Forward pass over B images x [B][C][H][W] with pixels in [0, 1].
  *   labels: [B] true classes, or NULL (then no loss; mask must be CAPS_MASK_PREDICTED).
@@ -132,13 +198,18 @@ float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int 
 void capsnet_backward(capsnet *m);
 void capsnet_zero_grad(capsnet *m);
 
-/* Results of the last forward pass. */
+/* Results of the last forward pass, in the program's memory, valid until the next call
+ * on the model. */
 const float *capsnet_lengths(const capsnet *m);        /* [B][N_out] class scores |v_j| */
 const float *capsnet_digit_caps(const capsnet *m);     /* [B][N_out][D_out] v_j */
 const float *capsnet_reconstruction(const capsnet *m); /* [B][C*H*W], valid if decoder ran */
 const int *capsnet_predictions(const capsnet *m);      /* [B] argmax_j |v_j| */
 float capsnet_margin_loss(const capsnet *m);           /* batch mean */
 float capsnet_recon_loss(const capsnet *m);            /* batch mean of the weighted SSE */
+/* Per image of the last forward pass with labels: margin [B] the margin loss (eq. 4), sse [B]
+ * the unweighted sum of squared pixel errors of the reconstruction (0 without decoder).
+ * Either pointer may be NULL. */
+void capsnet_image_losses(const capsnet *m, float *margin, float *sse);
 
 /* Decoder alone: capsule vectors v [B][N_out][D_out], class [B] to keep, out [B][C*H*W]. */
 void capsnet_decode(capsnet *m, float *out, const float *v, const int *cls, int B);
@@ -158,10 +229,8 @@ typedef struct {
 } caps_adam;
 
 void caps_adam_default(caps_adam *hp);
-/* One Adam step over all parameters with learning rate lr (the decayed one); t counts steps. */
+/* One Adam step over all parameters with learning rate lr (the decayed one). */
 void capsnet_adam_step(capsnet *m, const caps_adam *hp, float lr);
-int64_t capsnet_adam_t(const capsnet *m);
-void capsnet_set_adam_t(capsnet *m, int64_t t);
 
 /* Where the time goes: seconds per layer since the last reset, forward and backward, and
  * the floating-point operations of each per image (multiply and add count as two). */
@@ -198,6 +267,8 @@ double caps_gemm_gflops(int n, double min_seconds);
 
 /* Threads for OpenMP and the BLAS; 0 means all cores. Returns the count in use. */
 int caps_set_threads(int threads);
+/* Seconds on a monotonic clock, for timing runs. */
+double caps_seconds(void);
 
 /* ------------------------------------------------------------------------ random numbers */
 
@@ -288,6 +359,9 @@ typedef struct {
 } caps_train_state;
 
 void caps_train_state_default(caps_train_state *st);
+/* The learning rate of epoch (0-based) of the run st describes: lr * lr_decay^epoch, an
+ * exponential decay stepped once per epoch. */
+float caps_train_lr(const caps_train_state *st, int epoch);
 
 /* Where an epoch stands, for progress lines. */
 typedef struct {
@@ -344,34 +418,25 @@ void caps_eval_free(caps_eval *ev);
  * moments, the training log (CSV text) and a CRC-32 of all of it; docs/model-format.md
  * describes the layout. Written atomically: temporary file, fsync, rename. */
 #define CAPS_MODEL_MAGIC "CAPSNET"
-#define CAPS_MODEL_VERSION 1
+#define CAPS_MODEL_VERSION 2 /* the version written; version 1 files (no routing) still load */
 
 /* st is required; log may be NULL (no log). A failed save leaves the previous file as it was. */
 int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, const char *path,
                     caps_error *err);
 /* Reads a model file, creating a model of the file's configuration for batches of up to
- * max_batch. st and log may be NULL; *log, when asked for, is malloc'ed (free it).
- * On failure *m and *log are NULL and st is untouched. */
+ * max_batch, run as opt says (NULL: the defaults). st and log may be NULL; *log, when
+ * asked for, is malloc'ed (free it). On failure *m and *log are NULL and st is untouched. */
 int caps_model_load(capsnet **m, caps_train_state *st, char **log, const char *path,
-                    int max_batch, caps_error *err);
+                    int max_batch, const caps_options *opt, caps_error *err);
 /* Loads into an existing model; a file of another configuration is refused. The model is
  * changed only when the whole file has been read and its checksum verified. */
 int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const char *path,
                          caps_error *err);
 /* The size in bytes of the model file of m with a log of log_bytes. */
 uint64_t caps_model_file_size(const capsnet *m, size_t log_bytes);
-/* Reads and checks the header only (magic, version, configuration, training state). */
+/* Reads and checks the header only (magic, version, configuration, training state);
+ * cfg and st may be NULL. */
 int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, caps_error *err);
-
-/* Writes text to path atomically (temporary file, fsync, rename), as every output file of
- * capsnet is written: a reader sees the old file or the new one, never half of one. */
-int caps_write_text_atomic(const char *path, const char *text, caps_error *err);
-/* For a signal handler about to end the program: removes the temporary file of a write in
- * progress, if any (async-signal-safe). The file being replaced stays as it was. */
-void caps_atomic_unlink_in_signal(void);
-/* CAPS_OK when the folder of path is writable and has bytes free; else CAPS_ERR_IO saying
- * which, with the numbers. */
-int caps_check_room(const char *path, uint64_t bytes, caps_error *err);
 
 /* ------------------------------------------------------------------------ images */
 
@@ -382,68 +447,9 @@ int caps_image_load(const char *path, float *out, int h, int w, caps_error *err)
 int caps_image_write_png(const char *path, const uint8_t *pixels, int h, int w,
                          caps_error *err);
 
-/* ------------------------------------------------------------------------ figures */
-
-/* A grid of grayscale images with text, drawn with cairo (figure.c) and written as PNG:
- * each image pixel becomes a scale x scale square (nearest neighbour), white on black as
- * the data. Used for inputs and reconstructions, the perturbation figure, data previews. */
-typedef struct {
-    int rows, cols;                 /* tiles */
-    int tile_h, tile_w;             /* pixels of each image (28 x 28) */
-    int scale;                      /* screen pixels per image pixel (4) */
-    const char *title;              /* one line above the grid, or NULL */
-    const char *const *row_labels;  /* [rows] text left of each row, or NULL */
-    const char *const *col_labels;  /* [cols] text above each column, or NULL */
-    const char *const *captions;    /* [rows*cols] text above each tile, or NULL (or a NULL entry) */
-    const int *marked;              /* [rows*cols] non-zero: a red frame (a wrong prediction), or NULL */
-} caps_grid;
-
-/* Size of the whole PNG, and where the image of tile (r, c) starts in it: its pixel
- * (y, x) covers [oy + y*scale, oy + (y+1)*scale) x [ox + x*scale, ox + (x+1)*scale). */
-void caps_grid_size(const caps_grid *g, int *width, int *height);
-void caps_grid_tile_origin(const caps_grid *g, int r, int c, int *ox, int *oy);
-/* pixels: [rows*cols][tile_h*tile_w] in [0, 1], tile (r, c) at index r*cols + c. Written
- * atomically. */
-int caps_grid_write_png(const char *path, const caps_grid *g, const float *pixels,
-                        caps_error *err);
-
-/* A line chart as SVG: x values shared by every series, axes with ticks and labels, a
- * legend. Series values may be NaN (not drawn). Written atomically. */
-typedef struct {
-    const char *name;
-    const double *y; /* [n] */
-} caps_series;
-
-int caps_chart_write_svg(const char *path, const char *title, const char *xlabel,
-                         const char *ylabel, const double *x, int n, const caps_series *series,
-                         int nseries, caps_error *err);
-
-/* A confusion matrix as a heat map PNG: counts [n][n] (row: true class, column: predicted),
- * each cell shaded by its share of its row, with the count written in it. Written
- * atomically. */
-int caps_heatmap_write_png(const char *path, const char *title, const int *counts, int n,
-                           caps_error *err);
-/* Size of that PNG for n classes (1..200; 0 x 0 outside), and where cell (i, j) lies:
- * [x, x + side) x [y, y + side). Cells are 40 px, smaller from 21 classes on. */
-void caps_heatmap_size(int n, int *width, int *height);
-void caps_heatmap_cell_origin(int n, int i, int j, int *x, int *y, int *side);
-
-/* Frees cairo's and fontconfig's process-wide caches; call once, after the last figure,
- * before the program ends (leak checkers then see only real leaks). */
-void caps_figures_release(void);
-
-/* Test images images[0..count-1] of ds (each transformed by affine when not NULL) over
- * their reconstructions, the decoder masked by the predicted capsule; "true -> predicted"
- * above each, wrong predictions framed in red. *wrong (may be NULL) gets their count;
- * tile_xy (may be NULL), [2 * tiles]: where each tile's image starts in the PNG. */
-int caps_draw_reconstructions(capsnet *m, const caps_dataset *ds, const int *images, int count,
-                              const caps_affine *affine, const char *path, const char *title,
-                              int *wrong, int *tile_xy, caps_error *err);
-/* The paper's Figure 4 for image index of ds: D_out rows x steps columns, each dimension
- * of the predicted capsule shifted by -range ... +range (capsnet_perturb). *cls (may be
- * NULL) gets the class; tile_xy as above. */
-int caps_draw_perturbation(capsnet *m, const caps_dataset *ds, int index, float range, int steps,
-                           const char *path, int *cls, int *tile_xy, caps_error *err);
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -8,8 +8,8 @@
  *
  *   offset        size  field
  *        0           8  magic "CAPSNET\0"
- *        8           4  u32 version (CAPS_MODEL_VERSION = 1)
- *       12           4  u32 header_bytes = 176, the bytes from offset 16 to the payload
+ *        8           4  u32 version (CAPS_MODEL_VERSION = 2)
+ *       12           4  u32 header_bytes = 192, the bytes from offset 16 to the payload
  *       16          56  config: the 14 fields of caps_config in declaration order, i32 each
  *       72          24  lr, lr_decay, beta1, beta2, adam_eps, recon_weight: f32 each
  *       96          12  batch, max_shift, limit: i32 each
@@ -21,26 +21,29 @@
  *      168           8  epoch_images: i64 (these five: the current epoch so far)
  *      176           8  num_params N: u64
  *      184           8  log_bytes L: u64
- *      192          4N  parameters, f32, tensor order of caps_params
- *   192+4N          4N  Adam first moments m
- *   192+8N          4N  Adam second moments v
- *  192+12N           L  training log (CSV text, no terminator)
- *  192+12N+L         4  u32 CRC-32 (zlib's crc32) of bytes [0, 192+12N+L)
+ *      192          16  routing: its name, ASCII, NUL-padded ("dynamic")
+ *      208          4N  parameters, f32, tensor order of capsnet.h
+ *   208+4N          4N  Adam first moments m
+ *   208+8N          4N  Adam second moments v
+ *  208+12N           L  training log (CSV text, no terminator)
+ *  208+12N+L         4  u32 CRC-32 (zlib's crc32) of bytes [0, 208+12N+L)
  *
  * Legend: N = caps_num_params(config) (8,215,568 for MNIST, a 98.6 MB file), L = log bytes.
+ * Version 1, written before routings had names, is the same without the routing field
+ * (header_bytes 176, payload at 192); it loads as routing "dynamic", the only one there was.
  *
  * Header integers and floats are encoded byte by byte, so they are right on any host. The
- * three float arrays go to and from the file as they lie in memory, in blocks of
- * CKPT_CHUNK_BYTES (the CRC runs over each block while it is in cache); that needs a
+ * three float arrays are copied out of and into the model (capsnet_read / capsnet_write)
+ * in blocks of CKPT_CHUNK_BYTES and go to and from the file as they lie in memory (the CRC
+ * runs over each block while it is in cache); that needs a
  * little-endian host with IEEE-754 binary32 floats, which the checks below enforce at
  * compile time (and at run time where the compiler cannot tell the byte order).
  *
- * Reading: open, fstat, read the 192-byte header, check magic, version, header_bytes, the
+ * Reading: open, fstat, read the header (208 bytes), check magic, version, header_bytes, the
  * configuration, the parameter count, the log length, the training state and the exact
  * file size, and only then allocate and read the payload, CRC and all. load_into reads the
  * payload into a staging copy and touches the model only once the CRC has matched.
  */
-#include "model.h"
 #include "util.h"
 
 #include <errno.h>
@@ -62,8 +65,10 @@ _Static_assert(sizeof(float) == 4 && FLT_RADIX == 2 && FLT_MANT_DIG == 24 && FLT
 #define CKPT_MAGIC_BYTES 8
 /* magic, version, header_bytes: what every version of the format starts with. */
 #define CKPT_PREAMBLE_BYTES 16
-#define CKPT_HEADER_BYTES 192
-#define CKPT_HEADER_FIELD_BYTES (CKPT_HEADER_BYTES - CKPT_PREAMBLE_BYTES) /* 176 */
+/* The header of the version written, and of version 1 (no routing field). */
+#define CKPT_HEADER_BYTES 208
+#define CKPT_V1_HEADER_BYTES 192
+#define CKPT_ROUTING_BYTES 16
 #define CKPT_CRC_BYTES 4
 /* The log is a CSV line per epoch; 16 MiB is far beyond any run and bounds the malloc a
  * damaged length field can ask for. */
@@ -71,6 +76,10 @@ _Static_assert(sizeof(float) == 4 && FLT_RADIX == 2 && FLT_MANT_DIG == 24 && FLT
 /* Bytes per fread / fwrite and CRC update: large enough for full disk speed, small enough
  * that the CRC reads each block while it is still in cache. */
 #define CKPT_CHUNK_BYTES ((size_t)4 << 20)
+#define CKPT_CHUNK_FLOATS (CKPT_CHUNK_BYTES / sizeof(float))
+
+/* The model's arenas in the order of the file. */
+static const caps_arena file_arenas[3] = {CAPS_PARAMS, CAPS_ADAM_M, CAPS_ADAM_V};
 
 /* "CAPSNET" and its terminating NUL. */
 static const char ckpt_magic[CKPT_MAGIC_BYTES] = CAPS_MODEL_MAGIC;
@@ -79,12 +88,19 @@ static const char ckpt_magic[CKPT_MAGIC_BYTES] = CAPS_MODEL_MAGIC;
 typedef struct {
     uint32_t version;
     uint32_t header_bytes;
-    caps_config cfg;
+    caps_config cfg; /* cfg.routing from the routing field (version 1: dynamic) */
     caps_train_state st;
     int64_t adam_t;
     uint64_t num_params;
     uint64_t log_bytes;
 } ckpt_header;
+
+/* The whole header of a version (preamble included); 0 for a version this code cannot read. */
+static uint32_t header_size(uint32_t version) {
+    return version == CAPS_MODEL_VERSION ? CKPT_HEADER_BYTES
+           : version == 1               ? CKPT_V1_HEADER_BYTES
+                                        : 0;
+}
 
 /* Where __BYTE_ORDER__ is unknown the #error above cannot fire; this catches it at the first
  * save or load instead. */
@@ -190,11 +206,18 @@ static void encode_header(uint8_t *buf, const ckpt_header *h) {
     put_i64(&p, st->epoch_images);
     put_u64(&p, h->num_params);
     put_u64(&p, h->log_bytes);
+    const char *routing = caps_routing_name(h->cfg.routing);
+    CAPS_ASSERT(routing && strlen(routing) < CKPT_ROUTING_BYTES);
+    memset(p, 0, CKPT_ROUTING_BYTES);
+    memcpy(p, routing, strlen(routing));
+    p += CKPT_ROUTING_BYTES;
     CAPS_ASSERT(p - buf == CKPT_HEADER_BYTES);
 }
 
-/* The magic is checked by the caller, on the raw bytes. */
-static void decode_header(ckpt_header *h, const uint8_t *buf) {
+/* The magic is checked by the caller, on the raw bytes, and the version is one this code
+ * reads; *routing gets the routing field as it stands (empty for version 1). */
+static void decode_header(ckpt_header *h, uint8_t routing[CKPT_ROUTING_BYTES],
+                          const uint8_t *buf) {
     const uint8_t *p = buf + CKPT_MAGIC_BYTES;
     memset(h, 0, sizeof *h);
     h->version = get_u32(&p);
@@ -221,16 +244,22 @@ static void decode_header(ckpt_header *h, const uint8_t *buf) {
     st->epoch_images = get_i64(&p);
     h->num_params = get_u64(&p);
     h->log_bytes = get_u64(&p);
-    CAPS_ASSERT(p - buf == CKPT_HEADER_BYTES);
+    h->cfg.routing = CAPS_ROUTING_DYNAMIC;
+    memset(routing, 0, CKPT_ROUTING_BYTES);
+    if (h->version >= 2) {
+        memcpy(routing, p, CKPT_ROUTING_BYTES);
+        p += CKPT_ROUTING_BYTES;
+    }
+    CAPS_ASSERT((uint32_t)(p - buf) == header_size(h->version));
 }
 
 /* Header, three arrays of N floats, the log and the CRC. */
-static uint64_t ckpt_file_bytes(uint64_t num_params, uint64_t log_bytes) {
-    return CKPT_HEADER_BYTES + 3 * num_params * sizeof(float) + log_bytes + CKPT_CRC_BYTES;
+static uint64_t ckpt_file_bytes(uint32_t header, uint64_t num_params, uint64_t log_bytes) {
+    return header + 3 * num_params * sizeof(float) + log_bytes + CKPT_CRC_BYTES;
 }
 
 uint64_t caps_model_file_size(const capsnet *m, size_t log_bytes) {
-    return ckpt_file_bytes(m->num_params, log_bytes);
+    return ckpt_file_bytes(CKPT_HEADER_BYTES, capsnet_num_params(m), log_bytes);
 }
 
 /* ------------------------------------------------------------------------ checks */
@@ -292,26 +321,61 @@ static void escape_bytes(char *out, size_t cap, const uint8_t *b, size_t n) {
     }
 }
 
-/* Checks a decoded header and the size of the file that holds it. */
-static int check_header(const ckpt_header *h, uint64_t file_bytes, const char *path,
-                        caps_error *err) {
-    if (h->version != CAPS_MODEL_VERSION) {
+/* The version and the header length the preamble gives. */
+static int check_preamble(uint32_t version, uint32_t header_bytes, const char *path,
+                          caps_error *err) {
+    if (!header_size(version)) {
         caps_fail(err, CAPS_ERR_FORMAT,
-                  "%s: unsupported model file version (expected %d, got %lu)", path,
-                  CAPS_MODEL_VERSION, (unsigned long)h->version);
-        if (h->version > CAPS_MODEL_VERSION)
+                  "%s: unsupported model file version (expected 1 or %d, got %lu)", path,
+                  CAPS_MODEL_VERSION, (unsigned long)version);
+        if (version > CAPS_MODEL_VERSION)
             caps_hint(err, "a newer capsnet wrote it; read it with that version, or retrain "
-                           "with this one (it reads version %d)", CAPS_MODEL_VERSION);
+                           "with this one (it reads versions 1 to %d)", CAPS_MODEL_VERSION);
         else
-            caps_hint(err, "this capsnet reads model file version %d only; retrain, or use "
-                           "the program that wrote the file", CAPS_MODEL_VERSION);
+            caps_hint(err, "the file is damaged or was not written by capsnet");
         return CAPS_ERR_FORMAT;
     }
-    if (h->header_bytes != CKPT_HEADER_FIELD_BYTES)
+    uint32_t want = header_size(version) - CKPT_PREAMBLE_BYTES;
+    if (header_bytes != want)
         return caps_fail(err, CAPS_ERR_FORMAT,
-                         "%s: wrong header size for version %d (expected %d, got %lu)", path,
-                         CAPS_MODEL_VERSION, CKPT_HEADER_FIELD_BYTES,
-                         (unsigned long)h->header_bytes);
+                         "%s: wrong header size for version %lu (expected %lu, got %lu)", path,
+                         (unsigned long)version, (unsigned long)want,
+                         (unsigned long)header_bytes);
+    return CAPS_OK;
+}
+
+/* The routing field of a version 2 header: a known name, NUL-padded. Sets cfg.routing. */
+static int check_routing(ckpt_header *h, const uint8_t field[CKPT_ROUTING_BYTES],
+                         const char *path, caps_error *err) {
+    if (h->version < 2) return CAPS_OK; /* version 1: "dynamic", set by decode_header */
+    size_t len = 0;
+    while (len < CKPT_ROUTING_BYTES && field[len]) len++;
+    int padded = len < CKPT_ROUTING_BYTES;
+    for (size_t k = len; k < CKPT_ROUTING_BYTES; k++) padded = padded && field[k] == 0;
+    char shown[4 * CKPT_ROUTING_BYTES + 1];
+    if (!padded) {
+        escape_bytes(shown, sizeof shown, field, CKPT_ROUTING_BYTES);
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: routing field malformed (expected a name NUL-padded "
+                  "to %d bytes, got \"%s\")", path, CKPT_ROUTING_BYTES, shown);
+        caps_hint(err, "the file is damaged or was not written by capsnet");
+        return CAPS_ERR_FORMAT;
+    }
+    int routing = caps_routing_find((const char *)field);
+    if (routing < 0) {
+        escape_bytes(shown, sizeof shown, field, len);
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: unknown routing \"%s\" (expected %s)", path, shown,
+                  caps_routing_name(CAPS_ROUTING_DYNAMIC));
+        caps_hint(err, "a newer capsnet with more routings wrote it; read it with that version");
+        return CAPS_ERR_FORMAT;
+    }
+    h->cfg.routing = routing;
+    return CAPS_OK;
+}
+
+/* Checks a decoded header (past its preamble and routing) and the size of the file that
+ * holds it. */
+static int check_header(const ckpt_header *h, uint64_t file_bytes, const char *path,
+                        caps_error *err) {
     caps_error cerr;
     if (caps_config_check(&h->cfg, &cerr) != CAPS_OK) {
         caps_fail(err, CAPS_ERR_FORMAT, "%s: %s", path, cerr.msg);
@@ -333,7 +397,7 @@ static int check_header(const ckpt_header *h, uint64_t file_bytes, const char *p
         caps_hint(err, "the file is damaged or was not written by capsnet");
         return rc;
     }
-    uint64_t expect = ckpt_file_bytes(h->num_params, h->log_bytes);
+    uint64_t expect = ckpt_file_bytes(header_size(h->version), h->num_params, h->log_bytes);
     if (file_bytes != expect) {
         caps_fail(err, CAPS_ERR_FORMAT, "%s: %s (expected %llu bytes, got %llu)", path,
                   file_bytes < expect ? "truncated" : "trailing data",
@@ -353,6 +417,7 @@ typedef struct {
     const char *path;
     uLong crc;
     ckpt_header h;
+    uint32_t header; /* header_size(h.version): where the payload starts */
 } ckpt_reader;
 
 /* Opens path, reads the header and checks it and the file size. On failure nothing is
@@ -391,22 +456,38 @@ static int reader_open(ckpt_reader *r, const char *path, caps_error *err) {
                       want, shown);
             caps_hint(err, "give a model file that capsnet saved");
             rc = CAPS_ERR_FORMAT;
-        } else if (got < sizeof buf) {
-            caps_fail(err, CAPS_ERR_FORMAT, "%s: truncated header (expected %d bytes, got %zu)",
-                      path, CKPT_HEADER_BYTES, got);
-            caps_hint(err, "the file is incomplete; use an earlier checkpoint or retrain");
-            rc = CAPS_ERR_FORMAT;
         } else {
-            decode_header(&r->h, buf);
-            rc = check_header(&r->h, (uint64_t)sb.st_size, path, err);
+            /* The preamble says the version, the version how long the header is. */
+            const uint8_t *p = buf + CKPT_MAGIC_BYTES;
+            uint32_t version = got >= CKPT_PREAMBLE_BYTES ? get_u32(&p) : CAPS_MODEL_VERSION;
+            uint32_t header_bytes = got >= CKPT_PREAMBLE_BYTES ? get_u32(&p) : 0;
+            r->header = header_size(version) ? header_size(version) : CKPT_HEADER_BYTES;
+            if (got >= CKPT_PREAMBLE_BYTES)
+                rc = check_preamble(version, header_bytes, path, err);
+            if (!rc && got < r->header) {
+                caps_fail(err, CAPS_ERR_FORMAT,
+                          "%s: truncated header (expected %lu bytes, got %zu)", path,
+                          (unsigned long)r->header, got);
+                caps_hint(err, "the file is incomplete; use an earlier checkpoint or retrain");
+                rc = CAPS_ERR_FORMAT;
+            }
+            if (!rc) {
+                uint8_t routing[CKPT_ROUTING_BYTES];
+                decode_header(&r->h, routing, buf);
+                rc = check_routing(&r->h, routing, path, err);
+                if (!rc) rc = check_header(&r->h, (uint64_t)sb.st_size, path, err);
+            }
         }
     }
+    /* A version 1 header is shorter than the bytes read: the payload starts after it. */
+    if (!rc && fseeko(r->f, r->header, SEEK_SET) != 0)
+        rc = caps_fail(err, CAPS_ERR_IO, "%s: cannot seek (%s)", path, strerror(errno));
     if (rc) {
         fclose(r->f);
         r->f = NULL;
         return rc;
     }
-    r->crc = crc32(r->crc, buf, sizeof buf);
+    r->crc = crc32(r->crc, buf, r->header);
     return CAPS_OK;
 }
 
@@ -431,7 +512,7 @@ static int reader_read(ckpt_reader *r, void *buf, size_t n, caps_error *err) {
             return caps_fail(err, CAPS_ERR_FORMAT,
                              "%s: truncated while being read (expected %llu bytes, got fewer)",
                              r->path,
-                             (unsigned long long)ckpt_file_bytes(r->h.num_params,
+                             (unsigned long long)ckpt_file_bytes(r->header, r->h.num_params,
                                                                  r->h.log_bytes));
         }
         r->crc = crc32(r->crc, p, (uInt)want);
@@ -476,19 +557,31 @@ static int reader_verify(ckpt_reader *r, caps_error *err) {
     free(buf);
     if (!rc) rc = reader_check_crc(r, (uint32_t)r->crc, err);
     r->crc = start;
-    if (!rc && fseeko(r->f, CKPT_HEADER_BYTES, SEEK_SET) != 0)
+    if (!rc && fseeko(r->f, r->header, SEEK_SET) != 0)
         rc = caps_fail(err, CAPS_ERR_IO, "%s: cannot seek (%s)", r->path, strerror(errno));
     return rc;
 }
 
-/* Reads the payload into the three arrays of num_params floats and log (log_bytes + 1
- * bytes, terminated here), then the stored CRC, and compares. */
-static int reader_payload(ckpt_reader *r, float *params, float *adam_m, float *adam_v,
-                          char *log, caps_error *err) {
-    size_t bytes = (size_t)r->h.num_params * sizeof(float);
-    int rc = reader_read(r, params, bytes, err);
-    if (!rc) rc = reader_read(r, adam_m, bytes, err);
-    if (!rc) rc = reader_read(r, adam_v, bytes, err);
+/* Reads the payload, then the stored CRC, and compares: the three arrays of num_params
+ * floats into stage [3 N] when it is given, else block by block into the arenas of m; the
+ * log into log (log_bytes + 1 bytes, terminated here). */
+static int reader_payload(ckpt_reader *r, capsnet *m, float *stage, char *log,
+                          caps_error *err) {
+    size_t n = (size_t)r->h.num_params;
+    int rc = CAPS_OK;
+    if (stage) {
+        rc = reader_read(r, stage, 3 * n * sizeof(float), err);
+    } else {
+        float *buf = malloc(CKPT_CHUNK_BYTES);
+        if (!buf) return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a read buffer", r->path);
+        for (int a = 0; a < 3 && !rc; a++)
+            for (size_t off = 0; off < n && !rc; off += CKPT_CHUNK_FLOATS) {
+                size_t k = n - off < CKPT_CHUNK_FLOATS ? n - off : CKPT_CHUNK_FLOATS;
+                rc = reader_read(r, buf, k * sizeof(float), err);
+                if (!rc) rc = capsnet_write(m, file_arenas[a], off, k, buf, err);
+            }
+        free(buf);
+    }
     if (!rc) rc = reader_read(r, log, (size_t)r->h.log_bytes, err);
     if (rc) return rc;
     log[r->h.log_bytes] = '\0';
@@ -529,30 +622,44 @@ int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, con
         return caps_fail(err, CAPS_ERR_ARG,
                          "%s: training log too long to save (expected at most %llu bytes, got "
                          "%zu)", path, (unsigned long long)CKPT_MAX_LOG_BYTES, log_len);
-    int rc = check_state(st, m->adam_t, path, CAPS_ERR_ARG, err);
+    int rc = check_state(st, capsnet_adam_t(m), path, CAPS_ERR_ARG, err);
     if (rc) return rc;
 
     ckpt_header h;
     memset(&h, 0, sizeof h);
     h.version = CAPS_MODEL_VERSION;
-    h.header_bytes = CKPT_HEADER_FIELD_BYTES;
-    h.cfg = m->cfg;
+    h.header_bytes = CKPT_HEADER_BYTES - CKPT_PREAMBLE_BYTES;
+    h.cfg = *capsnet_config(m);
     h.st = *st;
-    h.adam_t = m->adam_t;
-    h.num_params = m->num_params;
+    h.adam_t = capsnet_adam_t(m);
+    h.num_params = capsnet_num_params(m);
     h.log_bytes = log_len;
     uint8_t head[CKPT_HEADER_BYTES];
     encode_header(head, &h);
+    float *buf = malloc(CKPT_CHUNK_BYTES);
+    if (!buf) return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a write buffer", path);
 
     caps_atomic_file af;
     rc = caps_atomic_open(&af, path, err);
-    if (rc) return rc;
-    size_t arr = m->num_params * sizeof(float);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
     uLong crc = crc32(0L, Z_NULL, 0);
     int e = write_block(af.f, &crc, head, sizeof head);
-    if (!e) e = write_block(af.f, &crc, m->params_mem, arr);
-    if (!e) e = write_block(af.f, &crc, m->m_mem, arr);
-    if (!e) e = write_block(af.f, &crc, m->v_mem, arr);
+    /* The arrays, copied out of the model a block at a time. */
+    size_t n = h.num_params;
+    for (int a = 0; a < 3 && !e && !rc; a++)
+        for (size_t off = 0; off < n && !e && !rc; off += CKPT_CHUNK_FLOATS) {
+            size_t k = n - off < CKPT_CHUNK_FLOATS ? n - off : CKPT_CHUNK_FLOATS;
+            rc = capsnet_read(m, file_arenas[a], off, k, buf, err);
+            if (!rc) e = write_block(af.f, &crc, buf, k * sizeof(float));
+        }
+    free(buf);
+    if (rc) {
+        caps_atomic_abort(&af);
+        return rc;
+    }
     if (!e) e = write_block(af.f, &crc, log, log_len);
     if (!e) {
         uint8_t tail[CKPT_CRC_BYTES], *p = tail;
@@ -570,7 +677,7 @@ int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, con
         if (out_of_space(e))
             caps_hint(err, "the file needs %.1f MB: free space on its filesystem (or raise the "
                            "file size limit); the old file, if any, is unchanged",
-                      (double)ckpt_file_bytes(h.num_params, h.log_bytes) / 1e6);
+                      (double)ckpt_file_bytes(CKPT_HEADER_BYTES, h.num_params, h.log_bytes) / 1e6);
         else
             caps_hint(err, "the old file, if any, is unchanged");
         return CAPS_ERR_IO;
@@ -592,7 +699,7 @@ int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, ca
 }
 
 int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char *path,
-                    int max_batch, caps_error *err) {
+                    int max_batch, const caps_options *opt, caps_error *err) {
     *out = NULL;
     if (log) *log = NULL;
     ckpt_reader r;
@@ -602,7 +709,7 @@ int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char 
     char *text = NULL;
     rc = reader_verify(&r, err);
     if (!rc) {
-        rc = capsnet_create(&m, &r.h.cfg, max_batch, err);
+        rc = capsnet_create(&m, &r.h.cfg, max_batch, opt, err);
         if (rc && err) { /* name the file: its configuration is what did not fit */
             char why[sizeof err->msg];
             memcpy(why, err->msg, sizeof why);
@@ -617,17 +724,14 @@ int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char 
     /* A new model: reading straight into its arenas is safe, it is freed on failure.
      * m is NULL when capsnet_create failed (out of memory for the file's configuration,
      * or max_batch out of range), so it is touched only inside this branch. */
-    if (!rc) {
-        rc = reader_payload(&r, m->params_mem, m->m_mem, m->v_mem, text, err);
-        m->params_version++;
-    }
+    if (!rc) rc = reader_payload(&r, m, NULL, text, err);
     reader_close(&r);
     if (rc) {
         free(text);
         capsnet_free(m);
         return rc;
     }
-    m->adam_t = r.h.adam_t;
+    capsnet_set_adam_t(m, r.h.adam_t);
     if (st) *st = r.h.st;
     if (log)
         *log = text;
@@ -643,8 +747,17 @@ int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const cha
     ckpt_reader r;
     int rc = reader_open(&r, path, err);
     if (rc) return rc;
+    const caps_config *cfg = capsnet_config(m);
+    if (cfg->routing != r.h.cfg.routing) {
+        reader_close(&r);
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: model configuration differs (routing: expected %s, "
+                  "got %s)", path, caps_routing_name(cfg->routing),
+                  caps_routing_name(r.h.cfg.routing));
+        caps_hint(err, "load the file into a model of its own configuration (caps_model_load)");
+        return CAPS_ERR_FORMAT;
+    }
     for (int k = 0; k < CAPS_CONFIG_FIELDS; k++) {
-        int want = caps_config_get(&m->cfg, k), got = caps_config_get(&r.h.cfg, k);
+        int want = caps_config_get(cfg, k), got = caps_config_get(&r.h.cfg, k);
         if (want != got) {
             reader_close(&r);
             caps_fail(err, CAPS_ERR_FORMAT,
@@ -656,25 +769,27 @@ int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const cha
         }
     }
     /* A staging copy: the model changes only once the whole file has passed its CRC. */
-    size_t n = m->num_params;
+    size_t n = capsnet_num_params(m);
     float *stage = caps_alloc(3 * n, sizeof(float));
     char *text = malloc((size_t)r.h.log_bytes + 1);
     if (!stage || !text)
         rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a staging copy (%.1f MB)",
                        path, (double)(3 * n * sizeof(float)) / 1e6);
-    if (!rc) rc = reader_payload(&r, stage, stage + n, stage + 2 * n, text, err);
+    if (!rc) rc = reader_payload(&r, NULL, stage, text, err);
     reader_close(&r);
     if (rc) {
         free(stage);
         free(text);
         return rc;
     }
-    memcpy(m->params_mem, stage, n * sizeof(float));
-    m->params_version++;
-    memcpy(m->m_mem, stage + n, n * sizeof(float));
-    memcpy(m->v_mem, stage + 2 * n, n * sizeof(float));
+    for (int a = 0; a < 3 && !rc; a++)
+        rc = capsnet_write(m, file_arenas[a], 0, n, stage + (size_t)a * n, err);
     free(stage);
-    m->adam_t = r.h.adam_t;
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    capsnet_set_adam_t(m, r.h.adam_t);
     if (st) *st = r.h.st;
     if (log)
         *log = text;

@@ -70,34 +70,7 @@ void squash_backward(float *ds, const float *dv, const float *s, const float *no
 void primary_caps_forward(float *u, const float *conv, int B, int T, int D, int G);
 void primary_caps_backward(float *dconv, const float *du, int B, int T, int D, int G);
 
-/* ---- digit_caps.c: prediction vectors (eq. 2), dynamic routing (Procedure 1), lengths */
-
-void predict_forward(float *u_hat, const float *u, const float *W, int B, int I, int J, int E,
-                     int D);
-void predict_backward(float *du, float *dW, const float *du_hat, const float *u,
-                      const float *W, int B, int I, int J, int E, int D);
-void routing_forward(float *v, float *c, float *s, float *norm2, float *logits,
-                     const float *u_hat, int B, int I, int J, int E, int R);
-size_t routing_scratch_size(int I, int J, int E); /* floats per image for backward */
-void routing_backward(float *du_hat, float *scratch, const float *dv, const float *v,
-                      const float *c, const float *s, const float *norm2, const float *u_hat,
-                      int B, int I, int J, int E, int R);
-/* The fused layer: predict + routing without storing u_hat (digit_caps.c explains).
- * digit_caps_plain = 1 makes it use its plain C kernels instead of the AVX-512 ones. */
-extern int digit_caps_plain;
-size_t digit_caps_scratch_size(int I, int J, int E, int D, int R);
-void digit_caps_transpose_weights(float *WT, const float *W, int I, int J, int E, int D);
-void digit_caps_forward(float *v, float *c, float *s, float *norm2, float *scratch,
-                        const float *u, const float *WT, int B, int I, int J, int E, int D,
-                        int R, int nthreads);
-void digit_caps_backward(float *du, float *dW, float *scratch, const float *dv, const float *v,
-                         const float *c, const float *s, const float *norm2, const float *u,
-                         const float *WT, int B, int I, int J, int E, int D, int R,
-                         int nthreads);
-void caps_length_forward(float *len, const float *v, int n, int d);
-void caps_length_backward(float *dv, const float *dlen, const float *v, const float *len,
-                          int n, int d);
-void caps_argmax(int *pred, const float *len, int B, int J);
+/* ---- DigitCaps (prediction vectors, routing, lengths): digit_caps.h */
 
 /* ---- margin_loss.c: eq. 4 */
 

@@ -1,20 +1,26 @@
 /*
- * util.c: error messages, aligned allocation, atomic file writes.
+ * util.c: error messages, aligned allocation, atomic file writes, the clock.
  */
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/statvfs.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+double caps_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 void caps_thread(int *id, int *n) {
 #ifdef _OPENMP
@@ -155,33 +161,4 @@ int caps_write_text_atomic(const char *path, const char *text, caps_error *err) 
         return caps_fail(err, CAPS_ERR_IO, "%s: write failed (%s)", path, strerror(e));
     }
     return caps_atomic_commit(&af, err);
-}
-
-int caps_check_room(const char *path, uint64_t bytes, caps_error *err) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        strcpy(dir, ".");
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        if (n >= sizeof dir) return caps_fail(err, CAPS_ERR_ARG, "%s: path too long", path);
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    struct statvfs sv;
-    if (statvfs(dir, &sv) != 0)
-        return caps_fail(err, CAPS_ERR_IO, "%s: cannot use folder %s (%s)", path, dir,
-                         strerror(errno));
-    if (access(dir, W_OK) != 0)
-        return caps_fail(err, CAPS_ERR_IO, "%s: folder %s is not writable (%s)", path, dir,
-                         strerror(errno));
-    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-    if (avail < bytes) {
-        caps_fail(err, CAPS_ERR_IO,
-                  "%s: not enough free space for the model file (expected %llu bytes, got %llu "
-                  "free in %s)", path, (unsigned long long)bytes, (unsigned long long)avail, dir);
-        caps_hint(err, "free some space or write the model elsewhere (--out)");
-        return CAPS_ERR_IO;
-    }
-    return CAPS_OK;
 }

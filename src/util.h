@@ -1,6 +1,8 @@
 /*
  * util.h: what every file of the library shares: the always-on assert for programmer
  * errors, the error-message helper for input errors, aligned allocation, and atomic files.
+ * Not part of the public API; the capsnet program (tools/) uses the atomic files too, for
+ * its logs and figures, through the static library.
  */
 #ifndef CAPS_UTIL_H
 #define CAPS_UTIL_H
@@ -50,5 +52,12 @@ typedef struct {
 int caps_atomic_open(caps_atomic_file *af, const char *path, caps_error *err);
 int caps_atomic_commit(caps_atomic_file *af, caps_error *err);
 void caps_atomic_abort(caps_atomic_file *af);
+
+/* Writes text to path atomically, as every output file of capsnet is written: a reader sees
+ * the old file or the new one, never half of one. */
+int caps_write_text_atomic(const char *path, const char *text, caps_error *err);
+/* For a signal handler about to end the program: removes the temporary file of a write in
+ * progress, if any (async-signal-safe). The file being replaced stays as it was. */
+void caps_atomic_unlink_in_signal(void);
 
 #endif /* CAPS_UTIL_H */

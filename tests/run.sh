@@ -3,7 +3,8 @@
 #   tests/run.sh BUILD_DIR PROGRAM
 # CAPS_TEST_THREADS (default "1 2") lists the thread counts the unit tests run with;
 # the program's tests (tests/cli) run once on all cores. CAPS_SKIP_E2E=1 skips the
-# end-to-end MNIST training (tests/cli/e2e_*.sh), for slow builds.
+# end-to-end MNIST training (tests/cli/e2e_*.sh), for slow builds. CAPS_FIGURES=0 (make lib)
+# skips the tests of the pictures, report and explorer, which such a build does not have.
 set -u
 build=${1:-build}
 program=${2:-./capsnet}
@@ -48,6 +49,8 @@ for t in tests/cli/*.sh; do
     case "$name" in
     lib.sh) continue ;;
     e2e_*) if [ "${CAPS_SKIP_E2E:-0}" = 1 ]; then echo "$name: skipped (CAPS_SKIP_E2E=1)"; continue; fi ;;
+    figures.sh | serve.sh)
+        if [ "${CAPS_FIGURES:-1}" = 0 ]; then echo "$name: skipped (built without figures)"; continue; fi ;;
     esac
     run "$name" sh "$t" "$program"
 done

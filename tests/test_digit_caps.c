@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 
+#include "digit_caps.h"
 #include "gradcheck.h"
 #include "layers.h"
 #include "test.h"
@@ -202,7 +203,7 @@ TEST(argmax_picks_longest_first_on_ties) {
 
 /* ---- the fused layer equals predict + routing, forward and backward */
 
-static void check_fused(int Bn, int R, int nthreads) {
+static void check_fused(int Bn, int R, int nthreads, int vector) {
     caps_rng r;
     caps_rng_seed(&r, 46, (uint64_t)(Bn * 10 + R));
     size_t nu = (size_t)Bn * I * D, nuh = (size_t)Bn * I * J * E, nv = (size_t)Bn * J * E;
@@ -217,25 +218,25 @@ static void check_fused(int Bn, int R, int nthreads) {
     /* fused */
     float *v2 = gc_vec(R * nv), *c2 = gc_vec((size_t)R * Bn * I * J), *s2 = gc_vec(R * nv);
     float *n2 = gc_vec((size_t)R * Bn * J);
-    float *scratch = gc_vec((size_t)nthreads * digit_caps_scratch_size(I, J, E, D, R));
-    digit_caps_transpose_weights(WT, W, I, J, E, D);
-    digit_caps_forward(v2, c2, s2, n2, scratch, u, WT, Bn, I, J, E, D, R, nthreads);
+    float *scratch = gc_vec((size_t)nthreads * routing_fused_scratch_size(I, J, E, D, R));
+    routing_fused_transpose_weights(WT, W, I, J, E, D);
+    routing_fused_forward(v2, c2, s2, n2, scratch, u, WT, Bn, I, J, E, D, R, nthreads, vector);
     int bad = 0;
     for (size_t k = 0; k < R * nv; k++) bad += !test_close(v1[k], v2[k], 1e-5, 1e-7);
     for (size_t k = 0; k < (size_t)R * Bn * I * J; k++) bad += !test_close(c1[k], c2[k], 1e-5, 1e-7);
-    EXPECT(bad == 0, "B %d R %d threads %d: %d forward values differ", Bn, R, nthreads, bad);
+    EXPECT(bad == 0, "B %d R %d threads %d vector %d: %d forward values differ", Bn, R, nthreads, vector, bad);
     /* backward */
     float *dv = gc_vec(nv), *du_hat = gc_vec(nuh), *rs = gc_vec((size_t)Bn * routing_scratch_size(I, J, E));
     float *du1 = gc_vec(nu), *dW1 = gc_vec(N_W), *du2 = gc_vec(nu), *dW2 = gc_vec(N_W);
     gc_fill(dv, nv, -1, 1, &r);
     routing_backward(du_hat, rs, dv, v1, c1, s1, n1, u_hat, Bn, I, J, E, R);
     predict_backward(du1, dW1, du_hat, u, W, Bn, I, J, E, D);
-    digit_caps_backward(du2, dW2, scratch, dv, v2, c2, s2, n2, u, WT, Bn, I, J, E, D, R,
-                        nthreads);
+    routing_fused_backward(du2, dW2, scratch, dv, v2, c2, s2, n2, u, WT, Bn, I, J, E, D, R,
+                           nthreads, vector);
     bad = 0;
     for (size_t k = 0; k < nu; k++) bad += !test_close(du1[k], du2[k], 1e-4, 1e-6);
     for (int k = 0; k < N_W; k++) bad += !test_close(dW1[k], dW2[k], 1e-4, 1e-6);
-    EXPECT(bad == 0, "B %d R %d threads %d: %d gradients differ", Bn, R, nthreads, bad);
+    EXPECT(bad == 0, "B %d R %d threads %d vector %d: %d gradients differ", Bn, R, nthreads, vector, bad);
     free(u), free(W), free(WT), free(u_hat), free(v1), free(c1), free(s1), free(n1), free(lg);
     free(v2), free(c2), free(s2), free(n2), free(scratch), free(dv), free(du_hat), free(rs);
     free(du1), free(dW1), free(du2), free(dW2);
@@ -245,13 +246,10 @@ static void check_fused(int Bn, int R, int nthreads) {
  * with the vector kernels and with the plain ones. */
 TEST(fused_layer_equals_predict_and_routing) {
     const int sizes[] = {1, 3, 4, 9};
-    for (int plain = 0; plain < 2; plain++) {
-        digit_caps_plain = plain;
+    for (int vector = 0; vector < 2; vector++)
         for (int k = 0; k < 4; k++)
             for (int R = 1; R <= 3; R += 2)
-                for (int nt = 1; nt <= 2; nt++) check_fused(sizes[k], R, nt);
-    }
-    digit_caps_plain = 0;
+                for (int nt = 1; nt <= 2; nt++) check_fused(sizes[k], R, nt, vector);
 }
 
 int main(void) {

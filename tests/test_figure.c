@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "capsnet.h"
+#include "figures.h"
 #include "test.h"
 #include "test_files.h"
 

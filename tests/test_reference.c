@@ -31,10 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_cpu.h"
 #include "fixture.h"
 #include "layers.h"
 #include "model.h"
 #include "test.h"
+#include "test_model.h"
 
 #define FWD_RTOL 1e-5
 #define FWD_FLOOR 1e-6 /* times the tensor's largest reference value */
@@ -128,18 +130,16 @@ static void compare_scalar(const char *name, double got, double rtol) {
 static capsnet *make_model(void) {
     capsnet *m = NULL;
     caps_error err;
-    EXPECT(capsnet_create(&m, &cfg, nb, &err) == CAPS_OK, "capsnet_create: %s", err.msg);
+    EXPECT(capsnet_create(&m, &cfg, nb, NULL, &err) == CAPS_OK, "capsnet_create: %s", err.msg);
     if (!m) return NULL;
-    float *p = capsnet_param_memory(m);
     for (int t = 0; t < CAPS_NUM_PARAM_TENSORS; t++) {
         size_t n = capsnet_param_size(m, t);
         const float *w = need(capsnet_param_name(t), n);
-        if (!w) {
+        if (!w || capsnet_write_tensor(m, CAPS_PARAMS, capsnet_param_name(t), w, n, &err)) {
+            EXPECT(!w, "write %s: %s", capsnet_param_name(t), err.msg);
             capsnet_free(m);
             return NULL;
         }
-        memcpy(p, w, n * sizeof(float));
-        p += n;
     }
     return m;
 }
@@ -194,20 +194,30 @@ TEST(forward_training_mode) {
      * PyTorch's [B][T*D][G][G]. */
     float *prim_nchw = malloc(B * TD * G * G * sizeof(float));
     if (prim_nchw) {
-        conv_act_to_nchw(prim_nchw, m->acts.prim, nb, TD, G, G, 1);
+        conv_act_to_nchw(prim_nchw, m->bs->acts.prim, nb, TD, G, G, 1);
         compare_forward("fwd.prim", prim_nchw, B * TD * G * G);
         free(prim_nchw);
     }
-    compare_forward("fwd.u", m->acts.u, B * I * D);
-    /* The fused DigitCaps layer keeps no prediction vectors: make them with the plain
-     * layer (test_digit_caps.c holds the fused one equal to it). */
-    float *u_hat = malloc(B * I * J * E * sizeof(float));
-    if (u_hat) {
-        predict_forward(u_hat, m->acts.u, m->params.caps_w, nb, I, J, E, D);
+    const float *u = m->bs->acts.u;
+    compare_forward("fwd.u", u, B * I * D);
+    /* The fused DigitCaps layer keeps neither the prediction vectors nor the parents of the
+     * earlier rounds: make them with the plain Procedure 1 from the model's u and W
+     * (test_digit_caps.c holds the fused layer equal to it, round by round). */
+    size_t nW = capsnet_param_size(m, capsnet_param_find("caps_w"));
+    float *u_hat = malloc(B * I * J * E * sizeof(float)), *W = malloc(nW * sizeof(float));
+    float *v = malloc((size_t)R * B * J * E * sizeof(float));
+    float *c = malloc((size_t)R * B * I * J * sizeof(float)), *s = malloc((size_t)R * B * J * E * sizeof(float));
+    float *n2 = malloc((size_t)R * B * J * sizeof(float)), *lg = malloc(B * I * J * sizeof(float));
+    if (u_hat && W && v && c && s && n2 && lg &&
+        capsnet_read_tensor(m, CAPS_PARAMS, "caps_w", W, nW, NULL) == CAPS_OK) {
+        predict_forward(u_hat, u, W, nb, I, J, E, D);
         compare_forward("fwd.u_hat", u_hat, B * I * J * E);
-        free(u_hat);
+        routing_forward(v, c, s, n2, lg, u_hat, nb, I, J, E, R);
+        compare_forward("fwd.route_v", v, (size_t)R * B * J * E);
+    } else {
+        EXPECT(0, "out of memory for the prediction vectors");
     }
-    compare_forward("fwd.route_v", m->acts.route_v, (size_t)R * B * J * E);
+    free(u_hat), free(W), free(v), free(c), free(s), free(n2), free(lg);
     compare_forward("fwd.v", capsnet_digit_caps(m), B * J * E);
     compare_forward("fwd.lengths", capsnet_lengths(m), B * J);
     compare_forward("fwd.recon", capsnet_reconstruction(m), B * P);
@@ -241,13 +251,13 @@ static void check_gradients(const char *tag) {
     compare_scalar(name, capsnet_recon_loss(m), LOSS_RTOL);
     capsnet_zero_grad(m);
     capsnet_backward(m);
-    const float *g = capsnet_grad_memory(m);
+    float *g = test_arena(m, CAPS_GRADS);
     for (int t = 0; t < CAPS_NUM_PARAM_TENSORS; t++) {
         size_t n = capsnet_param_size(m, t);
         snprintf(name, sizeof name, "%s.grad_%s", tag, capsnet_param_name(t));
-        compare(name, g, n, GRAD_RTOL, 0.0, GRAD_FLOOR);
-        g += n;
+        compare(name, g + capsnet_param_offset(m, t), n, GRAD_RTOL, 0.0, GRAD_FLOOR);
     }
+    free(g);
     capsnet_free(m);
 }
 
@@ -319,14 +329,14 @@ TEST(adam_five_steps) {
     }
     float final = capsnet_forward(m, x, labels, nb, CAPS_MASK_LABEL, rw);
     compare_scalar("adam.final_loss", final, ADAM_LOSS_RTOL);
-    const float *p = capsnet_param_memory(m);
+    float *p = test_arena(m, CAPS_PARAMS);
     char name[96];
     for (int t = 0; t < CAPS_NUM_PARAM_TENSORS; t++) {
         size_t n = capsnet_param_size(m, t);
         snprintf(name, sizeof name, "adam.%s", capsnet_param_name(t));
-        compare(name, p, n, ADAM_PARAM_RTOL, ADAM_PARAM_ATOL, 0.0);
-        p += n;
+        compare(name, p + capsnet_param_offset(m, t), n, ADAM_PARAM_RTOL, ADAM_PARAM_ATOL, 0.0);
     }
+    free(p);
     capsnet_free(m);
 }
 

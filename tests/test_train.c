@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include "gradcheck.h"
-#include "model.h"
 #include "test.h"
 #include "test_files.h"
+#include "test_model.h"
 
 static caps_config tiny_config(void) {
-    caps_config c = {10, 1, 4, 3, 1, 3, 4, 3, 2, 4, 5, 3, 8, 12};
+    caps_config c = {10, 1, 4, 3, 1, 3, 4, 3, 2, 4, 5, 3, 8, 12, CAPS_ROUTING_DYNAMIC};
     return c;
 }
 
@@ -42,20 +42,13 @@ static caps_train_state tiny_state(void) {
 /* Stops after `after` batches of the epoch. */
 static int stop_after(const caps_progress *p, void *ctx) { return p->batch >= *(int *)ctx; }
 
-static int same_model(capsnet *a, capsnet *b) {
-    size_t bytes = a->num_params * sizeof(float);
-    return memcmp(a->params_mem, b->params_mem, bytes) == 0 &&
-           memcmp(a->m_mem, b->m_mem, bytes) == 0 && memcmp(a->v_mem, b->v_mem, bytes) == 0 &&
-           a->adam_t == b->adam_t;
-}
-
 TEST(stop_anywhere_and_resume_is_bit_identical) {
     caps_config c = tiny_config();
     caps_dataset ds = synthetic(37);
     caps_error err;
     /* Straight through: 2 epochs. */
     capsnet *ref = NULL;
-    capsnet_create(&ref, &c, 8, &err);
+    capsnet_create(&ref, &c, 8, NULL, &err);
     capsnet_init_weights(ref, 5);
     caps_train_state sr = tiny_state();
     caps_epoch_stats es;
@@ -68,7 +61,7 @@ TEST(stop_anywhere_and_resume_is_bit_identical) {
     for (int stop_epoch = 0; stop_epoch < 2; stop_epoch++)
         for (int after = 1; after < 5; after++) {
             capsnet *m = NULL;
-            capsnet_create(&m, &c, 8, &err);
+            capsnet_create(&m, &c, 8, NULL, &err);
             capsnet_init_weights(m, 5);
             caps_train_state st = tiny_state();
             while (st.epoch < 2) {
@@ -79,7 +72,7 @@ TEST(stop_anywhere_and_resume_is_bit_identical) {
                     EXPECT(caps_model_save(m, &st, "log", path, &err) == CAPS_OK, "save: %s", err.msg);
                     capsnet_free(m);
                     m = NULL;
-                    EXPECT(caps_model_load(&m, &st, NULL, path, 8, &err) == CAPS_OK, "load: %s",
+                    EXPECT(caps_model_load(&m, &st, NULL, path, 8, NULL, &err) == CAPS_OK, "load: %s",
                            err.msg);
                     if (!m) break;
                     EXPECT(st.batch_in_epoch == after, "resumed at batch %lld, stopped after %d",
@@ -87,7 +80,7 @@ TEST(stop_anywhere_and_resume_is_bit_identical) {
                 }
             }
             if (m) {
-                mismatches += !same_model(m, ref);
+                mismatches += !test_same_model(m, ref);
                 /* The epoch's loss sums survive the stop too. */
                 mismatches += st.epoch_images != 0 || sr.epoch_images != 0;
             }
@@ -104,7 +97,7 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
     caps_dataset ds = synthetic(37);
     caps_error err;
     capsnet *m = NULL;
-    capsnet_create(&m, &c, 8, &err);
+    capsnet_create(&m, &c, 8, NULL, &err);
     capsnet_init_weights(m, 5);
     caps_train_state st = tiny_state();
     caps_epoch_stats es;
@@ -113,23 +106,23 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
     test_path(path, "good.caps");
     EXPECT(caps_model_save(m, &st, "log", path, &err) == CAPS_OK, "save: %s", err.msg);
     /* A poisoned decoder weight: the reconstruction, then the loss, become NaN. */
-    float *before = malloc(m->num_params * sizeof(float));
-    m->params.dec3_b[0] = NAN;
-    m->params_version++;
-    memcpy(before, m->params_mem, m->num_params * sizeof(float));
-    int64_t t0 = m->adam_t;
+    test_set_param(m, "dec3_b", 0, NAN);
+    float *before = test_arena(m, CAPS_PARAMS);
+    int64_t t0 = capsnet_adam_t(m);
     int rc = caps_train_epoch(m, &st, &ds, &es, NULL, NULL, &err);
     EXPECT(rc == CAPS_ERR_NUMERIC, "returned %d (%s)", rc, err.msg);
     EXPECT(strstr(err.msg, "loss became NaN at epoch 2, batch 1 (Adam step 6)") != NULL,
            "message: %s", err.msg);
-    EXPECT(m->adam_t == t0 && st.batch_in_epoch == 0 && st.epoch == 1,
+    EXPECT(capsnet_adam_t(m) == t0 && st.batch_in_epoch == 0 && st.epoch == 1,
            "the failed step moved the state (step %lld, batch %lld, epoch %d)",
-           (long long)m->adam_t, (long long)st.batch_in_epoch, st.epoch);
-    EXPECT(memcmp(before, m->params_mem, m->num_params * sizeof(float)) == 0,
+           (long long)capsnet_adam_t(m), (long long)st.batch_in_epoch, st.epoch);
+    float *after = test_arena(m, CAPS_PARAMS);
+    EXPECT(memcmp(before, after, capsnet_num_params(m) * sizeof(float)) == 0,
            "the failed step changed the weights");
+    free(after);
     capsnet *back = NULL;
-    EXPECT(caps_model_load(&back, NULL, NULL, path, 8, &err) == CAPS_OK, "reload: %s", err.msg);
-    EXPECT(back && isfinite(back->params.dec3_b[0]), "the saved model is not the good one");
+    EXPECT(caps_model_load(&back, NULL, NULL, path, 8, NULL, &err) == CAPS_OK, "reload: %s", err.msg);
+    EXPECT(back && isfinite(test_get_param(back, "dec3_b", 0)), "the saved model is not the good one");
 
     /* The program: resuming a model whose weights hold a NaN stops at its first step with
      * exit status 1 and says the last good file stays; the file is untouched. (The program
@@ -140,9 +133,9 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
         mc.image_size = 28;
         mc.num_classes = 10;
         capsnet *big = NULL;
-        capsnet_create(&big, &mc, 8, &err);
+        capsnet_create(&big, &mc, 8, NULL, &err);
         capsnet_init_weights(big, 5);
-        big->params.dec3_b[0] = NAN;
+        test_set_param(big, "dec3_b", 0, NAN);
         caps_train_state bs = tiny_state();
         bs.epoch = 1;
         char bad[TEST_PATH_MAX], out[TEST_PATH_MAX], cmd[2048], *text = NULL;
@@ -161,7 +154,7 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
                "program output:\n%s", text);
         capsnet *again = NULL;
         caps_train_state as;
-        EXPECT(caps_model_load(&again, &as, NULL, bad, 8, &err) == CAPS_OK && as.epoch == 1,
+        EXPECT(caps_model_load(&again, &as, NULL, bad, 8, NULL, &err) == CAPS_OK && as.epoch == 1,
                "the file changed: %s", err.msg);
         capsnet_free(again);
         capsnet_free(big);

@@ -8,22 +8,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "figures.h"
 #include "gradcheck.h"
-#include "model.h"
 #include "test.h"
 #include "test_files.h"
+#include "test_model.h"
 
 enum { S = 10, NIMG = 5 };
 
 static capsnet *tiny_model(void) {
-    caps_config c = {S, 1, 4, 3, 1, 3, 4, 3, 2, 10, 5, 3, 8, 12};
+    caps_config c = {S, 1, 4, 3, 1, 3, 4, 3, 2, 10, 5, 3, 8, 12, CAPS_ROUTING_DYNAMIC};
     capsnet *m = NULL;
     caps_error err;
-    if (capsnet_create(&m, &c, 8, &err)) return NULL;
+    if (capsnet_create(&m, &c, 8, NULL, &err)) return NULL;
     capsnet_init_weights(m, 21);
     /* Larger W_ij than for 1152 children, so capsules and their shifts show in the images. */
-    for (size_t k = 0; k < m->param_sizes[4]; k++) m->params.caps_w[k] *= 30.0f;
-    m->params_version++;
+    size_t n = capsnet_param_size(m, capsnet_param_find("caps_w"));
+    float *w = malloc(n * sizeof(float));
+    if (!w || capsnet_read_tensor(m, CAPS_PARAMS, "caps_w", w, n, NULL)) abort();
+    for (size_t k = 0; k < n; k++) w[k] *= 30.0f;
+    if (capsnet_write_tensor(m, CAPS_PARAMS, "caps_w", w, n, NULL)) abort();
+    free(w);
     return m;
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "figures.h"
 
 static const char main_usage[] =
     "Usage: capsnet COMMAND [options]\n"

@@ -8,7 +8,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "util.h"
 
 /* ------------------------------------------------------------------------ messages */
 
@@ -55,12 +58,6 @@ void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* "1:02:03" or "4:05". */
 void format_duration(char *buf, size_t n, double seconds) {
     long s = seconds > 0 && seconds < 1e9 ? (long)(seconds + 0.5) : 0;
@@ -68,6 +65,35 @@ void format_duration(char *buf, size_t n, double seconds) {
         snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
     else
         snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+}
+
+int check_room(const char *path, uint64_t bytes, caps_error *err) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        if (n >= sizeof dir) return caps_fail(err, CAPS_ERR_ARG, "%s: path too long", path);
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0)
+        return caps_fail(err, CAPS_ERR_IO, "%s: cannot use folder %s (%s)", path, dir,
+                         strerror(errno));
+    if (access(dir, W_OK) != 0)
+        return caps_fail(err, CAPS_ERR_IO, "%s: folder %s is not writable (%s)", path, dir,
+                         strerror(errno));
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    if (avail < bytes) {
+        caps_fail(err, CAPS_ERR_IO,
+                  "%s: not enough free space for the model file (expected %llu bytes, got %llu "
+                  "free in %s)", path, (unsigned long long)bytes, (unsigned long long)avail, dir);
+        caps_hint(err, "free some space or write the model elsewhere (--out)");
+        return CAPS_ERR_IO;
+    }
+    return CAPS_OK;
 }
 
 /* ------------------------------------------------------------------------ options */
@@ -184,6 +210,13 @@ int apply_config_overrides(caps_config *cfg, const char *spec) {
         char *eq = strchr(item, '=');
         if (!eq) return fail_usage(NULL, "bad --config item '%s' (expected KEY=VALUE)", item);
         *eq = '\0';
+        if (strcmp(item, "routing") == 0) { /* the one field given by name */
+            cfg->routing = caps_routing_find(eq + 1);
+            if (cfg->routing < 0)
+                return fail_usage(NULL, "bad --config value '%s' for routing (expected %s)",
+                                  eq + 1, caps_routing_name(CAPS_ROUTING_DYNAMIC));
+            continue;
+        }
         int field = -1, value;
         for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
             if (strcmp(caps_config_field_name(k), item) == 0) field = k;
@@ -191,7 +224,7 @@ int apply_config_overrides(caps_config *cfg, const char *spec) {
             fprintf(stderr, "capsnet: error: unknown --config key '%s'; keys:", item);
             for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
                 fprintf(stderr, " %s", caps_config_field_name(k));
-            fputc('\n', stderr);
+            fputs(" routing\n", stderr);
             return EXIT_USAGE;
         }
         if (parse_number(eq + 1, OPT_INT, 1, 4096, &value) != 0)
@@ -230,7 +263,7 @@ void clear_live_line(progress_ctx *pc) {
 int on_progress(const caps_progress *p, void *ctx) {
     progress_ctx *pc = ctx;
     if (pc->quiet) return stop_requested != 0;
-    double t = now_seconds();
+    double t = caps_seconds();
     int done = p->batch - pc->start_batch, last = p->batch == p->batches;
     double per_batch = done > 0 ? p->seconds / done : 0.0;
     char eta[32];

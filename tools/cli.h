@@ -21,8 +21,10 @@ void print_error(const caps_error *err);
 int fail_runtime(const char *fmt, ...);
 int fail_usage(const char *cmd, const char *fmt, ...);
 void json_string(FILE *f, const char *s);
-double now_seconds(void);
 void format_duration(char *buf, size_t n, double seconds);
+/* CAPS_OK when the folder of path is writable and has bytes free; else CAPS_ERR_IO saying
+ * which, with the numbers. */
+int check_room(const char *path, uint64_t bytes, caps_error *err);
 
 /* ---- options */
 typedef enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_STRING, OPT_U64 } opt_kind;

@@ -51,12 +51,12 @@ static int time_steps(step_fn fn, capsnet *m, const float *x, const int *labels,
                       void *ctx, double min_seconds, double *times) {
     for (int w = 0; w < 2; w++) fn(m, x, labels, B, ctx);
     capsnet_profile_reset(m);
-    double start = now_seconds();
+    double start = caps_seconds();
     int n = 0;
-    while (n < MAX_STEPS && (n < 5 || now_seconds() - start < min_seconds)) {
-        double t0 = now_seconds();
+    while (n < MAX_STEPS && (n < 5 || caps_seconds() - start < min_seconds)) {
+        double t0 = caps_seconds();
         fn(m, x, labels, B, ctx);
-        times[n++] = now_seconds() - t0;
+        times[n++] = caps_seconds() - t0;
     }
     return n;
 }
@@ -100,7 +100,7 @@ int cmd_bench(int argc, char **argv) {
     caps_error err;
     capsnet *m = NULL;
     int max_batch = batch > infer_batch ? batch : infer_batch;
-    if (capsnet_create(&m, &cfg, max_batch, &err)) {
+    if (capsnet_create(&m, &cfg, max_batch, NULL, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }

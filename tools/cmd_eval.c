@@ -106,7 +106,7 @@ int cmd_test(int argc, char **argv) {
     caps_error err;
     capsnet *m = NULL;
     caps_train_state st;
-    if (caps_model_load(&m, &st, NULL, model, batch, &err)) {
+    if (caps_model_load(&m, &st, NULL, model, batch, NULL, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }
@@ -171,7 +171,7 @@ int cmd_predict(int argc, char **argv) {
     caps_set_threads(threads);
     caps_error err;
     capsnet *m = NULL;
-    if (caps_model_load(&m, NULL, NULL, model, 1, &err)) {
+    if (caps_model_load(&m, NULL, NULL, model, 1, NULL, &err)) {
         print_error(&err);
         free(files);
         return EXIT_FAILURE;
@@ -240,17 +240,18 @@ int cmd_info(int argc, char **argv) {
     capsnet *m = NULL;
     caps_train_state st;
     char *log = NULL;
-    if (caps_model_load(&m, &st, &log, model, 1, &err)) {
+    if (caps_model_load(&m, &st, &log, model, 1, NULL, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }
     const caps_config *cfg = capsnet_config(m);
-    printf("%s: capsnet model file version %d, checksum ok\n", model, CAPS_MODEL_VERSION);
+    printf("%s: capsnet model file, checksum ok\n", model);
     printf("parameters %zu, Adam steps %lld\n", caps_num_params(cfg),
            (long long)capsnet_adam_t(m));
     printf("config:");
     for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
         printf(" %s=%d", caps_config_field_name(k), caps_config_get(cfg, k));
+    printf(" routing=%s", caps_routing_name(cfg->routing));
     printf("\ntraining: epochs done %d, batch %lld of the next, batch size %d, lr %g, decay %g, "
            "recon weight %g, shift %d, limit %d, seed %llu\n",
            st.epoch, (long long)st.batch_in_epoch, st.batch, (double)st.lr,

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "figures.h"
+#include "util.h"
 
 #define FIGURE_SCALE 4 /* screen pixels per image pixel: 28 x 28 becomes 112 x 112 */
 #define GRID_COLUMNS 10 /* images per row of a data preview */
@@ -23,7 +25,7 @@
 static int load_model_and_test(capsnet **m, caps_train_state *st, caps_dataset *test,
                                const char *model, const char *data, int max_batch) {
     caps_error err;
-    if (caps_model_load(m, st, NULL, model, max_batch, &err)) {
+    if (caps_model_load(m, st, NULL, model, max_batch, NULL, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }

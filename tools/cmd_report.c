@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "figures.h"
+#include "util.h"
 
 #define REPORT_RECONSTRUCTIONS 20
 #define REPORT_WRONG 10
@@ -212,7 +214,7 @@ int cmd_report(int argc, char **argv) {
     curves cv = {0};
     text page = {0};
     int status = EXIT_FAILURE;
-    if (caps_model_load(&m, &st, &log, model, 100, &err) ||
+    if (caps_model_load(&m, &st, &log, model, 100, NULL, &err) ||
         caps_dataset_load(&test, data, 0, capsnet_config(m)->num_classes, &err)) {
         print_error(&err);
         goto done;

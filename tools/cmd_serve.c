@@ -34,6 +34,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "figures.h"
+#include "util.h"
 #include "web_assets.h"
 
 #define SERVE_MAX_BODY ((size_t)1 << 20) /* 1 MiB: a 784-pixel request is under 10 KB */
@@ -418,7 +420,7 @@ int cmd_serve(int argc, char **argv) {
     server s;
     memset(&s, 0, sizeof s);
     caps_error err;
-    if (caps_model_load(&s.m, NULL, NULL, model, SERVE_BATCH, &err)) {
+    if (caps_model_load(&s.m, NULL, NULL, model, SERVE_BATCH, NULL, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }

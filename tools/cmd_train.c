@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util.h"
 
 /* The log sits beside the model: mnist.caps -> mnist.csv, other names get ".csv" added. */
 static void log_path_for(char *out, size_t n, const char *model) {
@@ -112,13 +113,17 @@ int cmd_train(int argc, char **argv) {
         if (config_spec) {
             caps_config want = fcfg;
             if ((rc = apply_config_overrides(&want, config_spec))) return rc;
+            if (want.routing != fcfg.routing)
+                return fail_usage("train", "--config routing=%s differs from the model saved in "
+                                  "%s (%s)", caps_routing_name(want.routing), out,
+                                  caps_routing_name(fcfg.routing));
             for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
                 if (caps_config_get(&want, k) != caps_config_get(&fcfg, k))
                     return fail_usage("train", "--config %s=%d differs from the model saved in %s "
                                       "(%d)", caps_config_field_name(k), caps_config_get(&want, k),
                                       out, caps_config_get(&fcfg, k));
         }
-        if (caps_model_load(&m, &st, &log, out, st.batch, &err)) {
+        if (caps_model_load(&m, &st, &log, out, st.batch, NULL, &err)) {
             print_error(&err);
             return EXIT_FAILURE;
         }
@@ -157,7 +162,7 @@ int cmd_train(int argc, char **argv) {
         st.limit = limit;
         st.seed = seed;
         st.recon_weight = no_recon ? 0.0f : st.recon_weight;
-        if (capsnet_create(&m, &cfg, batch, &err)) {
+        if (capsnet_create(&m, &cfg, batch, NULL, &err)) {
             print_error(&err);
             goto done;
         }
@@ -173,7 +178,7 @@ int cmd_train(int argc, char **argv) {
      * be writable with room for the file (and its log lines to come); a new run saves its
      * starting point at once, which also proves the write works. */
     uint64_t need = caps_model_file_size(m, strlen(log) + 256 * (size_t)(epochs + 1));
-    if (caps_check_room(out, need, &err) || (!resume && caps_model_save(m, &st, log, out, &err))) {
+    if (check_room(out, need, &err) || (!resume && caps_model_save(m, &st, log, out, &err))) {
         print_error(&err);
         goto done;
     }
@@ -205,7 +210,7 @@ int cmd_train(int argc, char **argv) {
         char what[64];
         snprintf(what, sizeof what, "epoch %d/%d", st.epoch + 1, epochs);
         progress_ctx pc = {what, quiet, is_tty, (int)st.batch_in_epoch, 0.0, 0};
-        float lr_now = st.lr * powf(st.lr_decay, (float)st.epoch);
+        float lr_now = caps_train_lr(&st, st.epoch);
         caps_epoch_stats es;
         rc = caps_train_epoch(m, &st, &train, &es, on_progress, &pc, &err);
         clear_live_line(&pc);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "capsnet.h"
+#include "figures.h"
 #include "util.h"
 
 #define VIS_SCALE 4    /* 28 x 28 becomes 112 x 112 */

@@ -38,6 +38,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "figures.h"
 #include "util.h"
 
 #define FONT_FAMILY "sans-serif"
