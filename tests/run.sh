@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs every test binary of a build, then prints one "N passed, N failed" line over all.
+# Runs every test binary of a build, then prints one "N passed, N failed" line over all (with
+# ", N skipped" when tests could not run here, such as GPU tests on a machine without one).
 #   tests/run.sh BUILD_DIR PROGRAM
 # CAPS_TEST_THREADS (default "1 2") lists the thread counts the unit tests run with;
 # the program's tests (tests/cli) run once on all cores. CAPS_SKIP_E2E=1 skips the
@@ -11,6 +12,7 @@ program=${2:-./capsnet}
 threads=${CAPS_TEST_THREADS:-"1 2"}
 passed=0
 failed=0
+skipped=0
 broken=""
 export CAPS_PROGRAM="$program"
 
@@ -18,8 +20,10 @@ tally() { # $1: a test's output; adds its "N passed, M failed" line to the total
     line=$(printf '%s\n' "$1" | grep -E '[0-9]+ passed, [0-9]+ failed' | tail -n 1)
     p=$(printf '%s\n' "$line" | sed -E 's/.* ([0-9]+) passed.*/\1/')
     f=$(printf '%s\n' "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    s=$(printf '%s\n' "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
     passed=$((passed + ${p:-0}))
     failed=$((failed + ${f:-0}))
+    skipped=$((skipped + ${s:-0}))
 }
 
 run() { # $1: label, rest: command
@@ -56,5 +60,9 @@ for t in tests/cli/*.sh; do
 done
 
 [ -n "$broken" ] && echo "failing:$broken"
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ]
