@@ -8,6 +8,8 @@
 #   make lib-test     make lib, then its tests
 #   make install      the libraries (libcapsnet.so with a soname, libcapsnet.a), capsnet.h,
 #                     capsnet.pc and the program, under PREFIX (/usr/local); DESTDIR too
+#   make cuda-emu     the CUDA backend's code on a CPU stand-in for CUDA (tests/cuda_emu/),
+#                     tests/test_cuda.c under ASan + UBSan: no GPU needed
 #   make asan         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make noblas       the suite built with BLAS=none NATIVE=0: the plain C kernels everywhere
 #                     (the end-to-end MNIST run skipped: slow)
@@ -18,6 +20,7 @@
 #
 # Switches: NATIVE=0 (no -march=native), OMP=0 (no OpenMP), BLAS=dnnl|openblas|none,
 #           FIGURES=0 (no pictures, report or explorer: the core's dependencies only),
+#           CUDA=1 (the GPU backend, src/cuda/: nvcc, cuBLAS; CUDA_ARCH=sm_90 by default),
 #           WERROR=1 (warnings are errors, as in CI), SANITIZE=1 (what `make asan` sets).
 #
 # The core library (src/) depends on libc, libm, OpenMP, zlib, libpng and the BLAS. The
@@ -25,6 +28,7 @@
 # (libmicrohttpd, cJSON) are compiled and linked only into the program and their tests.
 
 CC      ?= gcc
+CUDA    ?= 0
 NATIVE  ?= 1
 OMP     ?= 1
 BLAS    ?= dnnl
@@ -90,6 +94,34 @@ endif
 
 LIB_SRC   := $(wildcard src/*.c)
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
+
+# The CUDA backend: nvcc for src/cuda/*.cu, cuBLAS and the runtime linked in (with a
+# run path, so the program finds them where this build found them).
+ifeq ($(CUDA),1)
+NVCC      ?= $(or $(shell command -v nvcc 2>/dev/null),/usr/local/cuda/bin/nvcc)
+CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
+CUDA_LIB  ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib) $(CUDA_HOME)/lib64)
+CUDA_ARCH ?= sm_90
+NVFLAGS   := -O3 -std=c++17 -arch=$(CUDA_ARCH) -Iinclude -Isrc -MMD -MP \
+             -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra
+ifeq ($(WERROR),1)
+NVFLAGS   += -Werror all-warnings -Xcompiler -Werror
+endif
+CFLAGS    += -DCAPS_WITH_CUDA
+LDLIBS    := $(LDLIBS) -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublas -lcudart -lstdc++
+LIB_OBJ   += $(patsubst src/%.cu,$(BUILD)/src/%.o,$(wildcard src/cuda/*.cu))
+endif
+
+# make cuda-emu: the same sources as C++ for the host, each kernel launch rewritten into a
+# call of the stand-in (tests/cuda_emu/README.md).
+ifeq ($(CUDA_EMU),1)
+CFLAGS    += -DCAPS_WITH_CUDA
+EMU_FLAGS := -std=c++17 -O1 -g -Wall -Wextra -Itests/cuda_emu -Iinclude -Isrc -Isrc/cuda \
+             -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDLIBS    := $(LDLIBS) -lstdc++
+LIB_OBJ   += $(patsubst src/cuda/%.cu,$(BUILD)/emu/%.o,$(wildcard src/cuda/*.cu)) \
+             $(BUILD)/emu/emu.o
+endif
 WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
 # The program: the core commands always; the pictures, report and explorer with FIGURES=1,
 # else no_figures.c says they are not built.
@@ -111,23 +143,34 @@ TEST_HELP := $(BUILD)/tests/gradcheck.o $(BUILD)/tests/fixture.o
 PROGRAM   := $(if $(filter build,$(BUILD)),capsnet,$(BUILD)/capsnet)
 LIBS      := $(BUILD)/libcapsnet.a $(BUILD)/libcapsnet.so
 
-.PHONY: all lib lib-test tests install test asan noblas valgrind fuzz run bench clean
+.PHONY: all lib lib-test tests install test asan cuda-emu noblas valgrind fuzz run bench clean
 all: $(PROGRAM) $(LIBS)
 tests: $(TEST_BIN)
 
 # Objects depend on the flags too: switching BLAS= or SANITIZE= rebuilds what they change.
-FLAGS_STAMP := $(BUILD)/flags.$(shell echo '$(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(FIGURES)' \
-                 | cksum | cut -d' ' -f1)
+FLAGS_STAMP := $(BUILD)/flags.$(shell echo '$(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(FIGURES) \
+                 $(NVFLAGS) $(EMU_FLAGS)' | cksum | cut -d' ' -f1)
 $(FLAGS_STAMP): | $(BUILD)/src
 	rm -f $(BUILD)/flags.* && touch $@
 
 $(BUILD)/src/%.o: src/%.c $(FLAGS_STAMP) | $(BUILD)/src
 	$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+$(BUILD)/src/cuda/%.o: src/cuda/%.cu $(FLAGS_STAMP) | $(BUILD)/src/cuda
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+$(BUILD)/emu/%.cpp: src/cuda/%.cu | $(BUILD)/emu
+	{ echo '#line 1 "$<"'; perl -pe 's/(\w+)<<<(.*?)>>>\(/emu::Launch($$2).run($$1, /g' $<; } > $@
+$(BUILD)/emu/%.o: $(BUILD)/emu/%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublas_v2.h \
+                  src/cuda/kernels.h $(FLAGS_STAMP)
+	g++ $(EMU_FLAGS) -c $< -o $@
+# The stand-in itself checks ranges explicitly; optimised, it keeps the products fast.
+$(BUILD)/emu/emu.o: tests/cuda_emu/emu.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublas_v2.h \
+                    $(FLAGS_STAMP) | $(BUILD)/emu
+	g++ -std=c++17 -O3 -Wall -Wextra -Itests/cuda_emu -c $< -o $@
 $(BUILD)/tests/%.o: tests/%.c $(FLAGS_STAMP) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itools $(FIG_CFLAGS) -c $< -o $@
 $(BUILD)/tools/%.o: tools/%.c $(FLAGS_STAMP) | $(BUILD)/tools
 	$(CC) $(CFLAGS) $(FIG_CFLAGS) -c $< -o $@
-$(BUILD)/src $(BUILD)/tests $(BUILD)/tools:
+$(BUILD)/src $(BUILD)/src/cuda $(BUILD)/emu $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@
 
 # capsnet serve's page, compiled in (scripts/embed.sh).
@@ -186,6 +229,11 @@ install: $(PROGRAM) $(LIBS) $(BUILD)/capsnet.pc
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test
 
+cuda-emu:
+	$(MAKE) BUILD=build-emu SANITIZE=1 NATIVE=0 BLAS=none FIGURES=0 CUDA_EMU=1 \
+	    build-emu/tests/test_cuda
+	build-emu/tests/test_cuda
+
 noblas:
 	$(MAKE) BUILD=build-noblas BLAS=none NATIVE=0 CAPS_SKIP_E2E=1 test
 
@@ -209,6 +257,7 @@ bench: $(PROGRAM)
 	CAPSNET=$(abspath $(PROGRAM)) bench/compare.sh
 
 clean:
-	rm -rf build build-lib build-asan build-noblas build-valgrind build-fuzz capsnet
+	rm -rf build build-lib build-cuda build-emu build-asan build-noblas build-valgrind build-fuzz \
+	    capsnet
 
 -include $(LIB_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELP:.o=.d) $(TOOL_OBJ:.o=.d)

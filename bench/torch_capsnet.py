@@ -3,6 +3,7 @@
 times ours, for the side-by-side comparison in bench/compare.sh.
 
     /usr/bin/python3 bench/torch_capsnet.py --batch 100 --infer-batch 100 --threads 2
+    python3 bench/torch_capsnet.py --device cuda --precision tf32   (on a GPU machine)
 
 The network and recipe are the paper's (and ours): Conv1 256 @ 9x9 + ReLU, PrimaryCaps
 32 x 8D @ 9x9 stride 2 + squash, DigitCaps 10 x 16D with 3 routing iterations (softmax
@@ -17,6 +18,10 @@ Random images (speed does not depend on the pixels), two warm-up steps, then ste
 --seconds have passed (at least 5); the median step gives images/s. Prints one JSON object
 with the keys `capsnet bench --json` prints: train_images_per_s, infer_images_per_s,
 train_step_ms, infer_batch_ms, peak_rss_mb (after the training steps), and the versions.
+With --device cuda each step ends with torch.cuda.synchronize() (the step's time is the
+GPU's), and the JSON adds peak_gpu_mb (torch.cuda.max_memory_allocated while training).
+--precision fp32 turns TF32 off for cuDNN's convolutions and cuBLAS's products (strict
+fp32); tf32 allows both (PyTorch's default for convolutions).
 """
 import argparse
 import json
@@ -72,13 +77,15 @@ def loss_fn(lengths, recon, x, labels):
     return (margin + 0.0005 * sse).mean()
 
 
-def time_steps(fn, seconds):
+def time_steps(fn, seconds, sync=lambda: None):
     for _ in range(2):
         fn()
+    sync()
     times, start = [], time.perf_counter()
     while len(times) < 5 or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), len(times)
 
@@ -89,14 +96,23 @@ def main():
     ap.add_argument("--infer-batch", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32"])
     args = ap.parse_args()
     infer_batch = args.infer_batch or args.batch
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    net = CapsNet()
+    dev = torch.device(args.device)
+    sync = lambda: None
+    if args.device == "cuda":
+        tf32 = args.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        sync = torch.cuda.synchronize
+    net = CapsNet().to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-    x = torch.rand(max(args.batch, infer_batch), 1, 28, 28)
-    labels = torch.randint(0, 10, (x.shape[0],))
+    x = torch.rand(max(args.batch, infer_batch), 1, 28, 28, device=dev)
+    labels = torch.randint(0, 10, (x.shape[0],), device=dev)
     xt, lt = x[: args.batch], labels[: args.batch]
 
     def train_step():
@@ -111,10 +127,16 @@ def main():
         with torch.no_grad():
             net(xi)
 
-    train_s, n_train = time_steps(train_step, args.seconds)
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    train_s, n_train = time_steps(train_step, args.seconds, sync)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    infer_s, n_infer = time_steps(infer_step, args.seconds)
-    print(json.dumps({
+    extra = {"device": args.device, "precision": args.precision}
+    if args.device == "cuda":
+        extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        extra["gpu"] = torch.cuda.get_device_name()
+    infer_s, n_infer = time_steps(infer_step, args.seconds, sync)
+    print(json.dumps({**extra,
         "backend": "pytorch %s (%s)" % (torch.__version__,
                                         "oneDNN on" if torch.backends.mkldnn.is_available()
                                         else "oneDNN off"),

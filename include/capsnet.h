@@ -48,7 +48,8 @@ enum {
     CAPS_ERR_FORMAT = 2,  /* a file is malformed, truncated or of another version */
     CAPS_ERR_MEMORY = 3,  /* an allocation failed */
     CAPS_ERR_ARG = 4,     /* an argument or configuration is invalid */
-    CAPS_ERR_NUMERIC = 5  /* a loss became NaN or infinite */
+    CAPS_ERR_NUMERIC = 5, /* a loss became NaN or infinite */
+    CAPS_ERR_DEVICE = 6   /* a GPU (or its driver) failed; the model's state there is lost */
 };
 
 /* msg holds "<path>: <what> (expected <X>, got <Y>)"; hint, when set, one line of advice
@@ -127,9 +128,14 @@ enum { CAPS_KERNELS_FAST = 0, CAPS_KERNELS_PORTABLE = 1, CAPS_KERNELS_REFERENCE 
 
 /* How to run a model; a NULL pointer, or a zeroed struct, means the defaults. */
 typedef struct {
-    const char *backend; /* "cpu" (NULL: "cpu", the only backend of this build) */
-    int kernels;         /* CAPS_KERNELS_FAST */
+    const char *backend; /* "cpu" (NULL), or "cuda" in a build made with CUDA=1 */
+    int kernels;         /* CAPS_KERNELS_FAST; the CPU's choice */
+    int tf32;            /* GPU: TF32 tensor cores for the matrix products (faster, about
+                            1e-3 relative); 0: strict fp32 */
 } caps_options;
+
+/* The backends of this build, e.g. "cpu cuda". */
+const char *caps_backends(void);
 
 /* Allocates parameters, gradients, Adam moments and every activation for batches of up
  * to max_batch images, on the backend opt names. Nothing is allocated after this. Weights
@@ -142,7 +148,11 @@ void capsnet_init_weights(capsnet *m, uint64_t seed);
 
 const caps_config *capsnet_config(const capsnet *m);
 int capsnet_max_batch(const capsnet *m);
-const char *capsnet_backend(const capsnet *m); /* "cpu" */
+const char *capsnet_backend(const capsnet *m); /* "cpu" or "cuda" */
+/* CAPS_OK, or the error that stopped the model's backend (a GPU's: CAPS_ERR_DEVICE, naming
+ * the kernel or call). It stays; the results of the passes since are not to be trusted. The
+ * CPU backend never fails. */
+int capsnet_status(const capsnet *m, caps_error *err);
 
 /* ------------------------------------------------------------------------ parameters */
 
@@ -194,7 +204,8 @@ void capsnet_set_adam_t(capsnet *m, int64_t t);
  * Returns the mean loss over the batch (0 when labels is NULL). */
 float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int mask,
                       float recon_weight);
-/* Adds d(mean loss)/d(params) of the last forward pass into the gradients. */
+/* Adds d(mean loss)/d(params) of the last forward pass into the gradients; once per forward
+ * pass (a second call aborts: a backend may reuse a cache of the pass for a gradient). */
 void capsnet_backward(capsnet *m);
 void capsnet_zero_grad(capsnet *m);
 
@@ -254,6 +265,10 @@ typedef struct {
 
 void capsnet_profile(const capsnet *m, caps_layer_profile out[CAPS_NUM_LAYERS]);
 void capsnet_profile_reset(capsnet *m);
+/* On a GPU the program runs ahead of the device: with on, the clock waits for the device at
+ * every layer boundary, so that the times per layer are true (and a step a little slower).
+ * Off by default; nothing changes on the CPU. */
+void capsnet_profile_sync(capsnet *m, int on);
 /* FLOPs per image of a forward pass and of a backward pass, decoder included or not. */
 double caps_flops_forward(const caps_config *cfg, int decoder);
 double caps_flops_backward(const caps_config *cfg, int decoder);
@@ -310,6 +325,13 @@ void caps_dataset_free(caps_dataset *ds);
  * paper's only augmentation), drawn from rng; max_shift 0 copies the images as they are. */
 void caps_make_batch(float *x, int *labels, const caps_dataset *ds, const int *idx, int B,
                      int max_shift, caps_rng *rng);
+
+/* caps_make_batch in two halves: the random shifts of B images, dx[b] then dy[b] for each b
+ * in turn, uniform in [-max_shift, max_shift]; and the batch of images idx[] shifted by
+ * them (dx, dy NULL: unshifted). */
+void caps_draw_shifts(int *dx, int *dy, int B, int max_shift, caps_rng *rng);
+void caps_make_batch_shifted(float *x, int *labels, const caps_dataset *ds, const int *idx,
+                             const int *dx, const int *dy, int B);
 
 /* Random affine transforms, as the well-known PyTorch notebook tests robustness: every
  * image rotated about its centre by an angle uniform in [-max_degrees, max_degrees] and

@@ -35,22 +35,41 @@ static void shift_image(float *out, const uint8_t *in, int C, int H, int W, int 
         }
 }
 
-void caps_make_batch(float *x, int *labels, const caps_dataset *ds, const int *idx, int B,
-                     int max_shift, caps_rng *rng) {
-    int C = ds->channels, H = ds->rows, W = ds->cols;
-    size_t P = (size_t)C * H * W;
-    CAPS_ASSERT(max_shift >= 0 && max_shift < H && max_shift < W);
+void caps_draw_shifts(int *dx, int *dy, int B, int max_shift, caps_rng *rng) {
+    CAPS_ASSERT(max_shift >= 0);
     for (int b = 0; b < B; b++) {
-        CAPS_ASSERT(idx[b] >= 0 && idx[b] < ds->count);
-        int dx = 0, dy = 0;
+        dx[b] = dy[b] = 0;
         if (max_shift > 0) {
             uint32_t span = (uint32_t)(2 * max_shift + 1);
-            dx = (int)caps_rng_below(rng, span) - max_shift;
-            dy = (int)caps_rng_below(rng, span) - max_shift;
+            dx[b] = (int)caps_rng_below(rng, span) - max_shift;
+            dy[b] = (int)caps_rng_below(rng, span) - max_shift;
         }
-        shift_image(x + (size_t)b * P, ds->images + (size_t)idx[b] * P, C, H, W, dx, dy);
+    }
+}
+
+void caps_make_batch_shifted(float *x, int *labels, const caps_dataset *ds, const int *idx,
+                             const int *dx, const int *dy, int B) {
+    int C = ds->channels, H = ds->rows, W = ds->cols;
+    size_t P = (size_t)C * H * W;
+    for (int b = 0; b < B; b++) {
+        CAPS_ASSERT(idx[b] >= 0 && idx[b] < ds->count);
+        int sx = dx ? dx[b] : 0, sy = dy ? dy[b] : 0;
+        CAPS_ASSERT(sx > -W && sx < W && sy > -H && sy < H);
+        shift_image(x + (size_t)b * P, ds->images + (size_t)idx[b] * P, C, H, W, sx, sy);
         labels[b] = ds->labels[idx[b]];
     }
+}
+
+/* The shifts of all images are drawn first, dx then dy per image: the same sequence as a
+ * backend that builds the batch from them elsewhere (a GPU's copy of the data). */
+void caps_make_batch(float *x, int *labels, const caps_dataset *ds, const int *idx, int B,
+                     int max_shift, caps_rng *rng) {
+    CAPS_ASSERT(max_shift >= 0 && max_shift < ds->rows && max_shift < ds->cols);
+    int *d = malloc(2 * (size_t)(B > 0 ? B : 1) * sizeof(int));
+    CAPS_ASSERT(d); /* two ints an image */
+    caps_draw_shifts(d, d + B, B, max_shift, rng);
+    caps_make_batch_shifted(x, labels, ds, idx, d, d + B, B);
+    free(d);
 }
 
 /* ------------------------------------------------------------------------ affine */
@@ -116,7 +135,7 @@ void caps_affine_image(float *out, const float *in, int C, int H, int W, float d
 
 void caps_make_batch_affine(float *x, int *labels, const caps_dataset *ds, const int *idx,
                             int B, const caps_affine *affine) {
-    caps_make_batch(x, labels, ds, idx, B, 0, NULL);
+    caps_make_batch_shifted(x, labels, ds, idx, NULL, NULL, B);
     if (!affine) return;
     int C = ds->channels, H = ds->rows, W = ds->cols;
     size_t P = (size_t)C * H * W;

@@ -15,7 +15,8 @@
  * A step's B is the batch of the pass (1 .. max_batch). Steps run in this order:
  *   forward:  input, conv1, primary, squash, digit, [decoder], [loss]
  *   backward: backward_begin, loss, [decoder], digit, squash, primary, conv1
- * and backward steps read the caches of the forward pass just before them.
+ * and backward steps read the caches of the forward pass just before them, once: a backward
+ * pass may overwrite a cache it no longer needs (capsnet_backward allows one per forward).
  */
 #ifndef CAPS_BACKEND_H
 #define CAPS_BACKEND_H
@@ -24,6 +25,10 @@
 
 #include "capsnet.h"
 #include "dims.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct caps_backend_state caps_backend_state; /* each backend defines its own */
 
@@ -74,8 +79,28 @@ typedef struct {
     void (*squash_backward)(caps_backend_state *s, int B);
     void (*primary_backward)(caps_backend_state *s, int B);
     void (*conv1_backward)(caps_backend_state *s, int B);
+
+    /* ---- optional (NULL where the backend has no use for them: the CPU's) */
+    /* CAPS_OK, or the first failure of a step since create, which stays: a step cannot
+     * return one (a GPU reports it only later), so capsnet_status asks after a pass. */
+    int (*status)(const caps_backend_state *s, caps_error *err);
+    /* Keeps the images of ds where the backend computes (a GPU's memory), so that a batch
+     * is built there: input_batch is input of the images idx[] of ds shifted by (dx, dy),
+     * as caps_make_batch_shifted builds them. */
+    int (*data_upload)(caps_backend_state *s, const caps_dataset *ds, caps_error *err);
+    void (*input_batch)(caps_backend_state *s, const int *idx, const int *dx, const int *dy,
+                        int B);
+    /* Waits until every step asked for has run (a GPU runs ahead of the program). */
+    void (*sync)(caps_backend_state *s);
 } caps_backend;
 
 extern const caps_backend caps_backend_cpu;
+#ifdef CAPS_WITH_CUDA
+extern const caps_backend caps_backend_cuda; /* cuda/backend_cuda.cu */
+#endif
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* CAPS_BACKEND_H */

@@ -37,8 +37,21 @@
 #define CAPS_W_INIT_STD 0.03f
 
 /* The backends of this build, the default first. */
-static const caps_backend *const backends[] = {&caps_backend_cpu};
+static const caps_backend *const backends[] = {
+    &caps_backend_cpu,
+#ifdef CAPS_WITH_CUDA
+    &caps_backend_cuda,
+#endif
+};
 #define NUM_BACKENDS ((int)(sizeof backends / sizeof backends[0]))
+
+const char *caps_backends(void) {
+#ifdef CAPS_WITH_CUDA
+    return "cpu cuda";
+#else
+    return "cpu";
+#endif
+}
 
 const char *capsnet_version(void) { return CAPSNET_VERSION_STRING; }
 
@@ -54,7 +67,7 @@ static const caps_backend *find_backend(const char *name) {
 int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, const caps_options *opt,
                    caps_error *err) {
     *out = NULL;
-    caps_options defaults = {NULL, CAPS_KERNELS_FAST};
+    caps_options defaults = {NULL, CAPS_KERNELS_FAST, 0};
     if (!opt) opt = &defaults;
     int rc = caps_config_check(cfg, err);
     if (rc) return rc;
@@ -63,9 +76,10 @@ int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, const c
                          max_batch);
     const caps_backend *be = find_backend(opt->backend);
     if (!be) {
-        caps_fail(err, CAPS_ERR_ARG, "unknown backend '%s' (expected %s)", opt->backend,
-                  backends[0]->name);
-        caps_hint(err, "this build runs on: %s", backends[0]->name);
+        caps_fail(err, CAPS_ERR_ARG, "unknown backend '%s' (expected one of: %s)", opt->backend,
+                  caps_backends());
+        if (strcmp(opt->backend, "cuda") == 0)
+            caps_hint(err, "this capsnet was built without CUDA; build it with make CUDA=1");
         return CAPS_ERR_ARG;
     }
     if (opt->kernels < CAPS_KERNELS_FAST || opt->kernels > CAPS_KERNELS_REFERENCE)
@@ -146,8 +160,8 @@ void capsnet_init_weights(capsnet *m, uint64_t seed) {
             for (size_t k = 0; k < n; k++)
                 buf[k] = rules[t].fan_in ? (2.0f * caps_rng_uniform(&r) - 1.0f) * bound
                                          : CAPS_W_INIT_STD * caps_rng_normal(&r);
-            int rc = m->be->write(m->bs, CAPS_PARAMS, m->param_offsets[t] + k0, n, buf, NULL);
-            CAPS_ASSERT(rc == CAPS_OK);
+            /* A GPU that fails here stays failed: capsnet_status reports it. */
+            (void)m->be->write(m->bs, CAPS_PARAMS, m->param_offsets[t] + k0, n, buf, NULL);
         }
     }
     free(buf);
@@ -161,6 +175,10 @@ void capsnet_init_weights(capsnet *m, uint64_t seed) {
 const caps_config *capsnet_config(const capsnet *m) { return &m->cfg; }
 int capsnet_max_batch(const capsnet *m) { return m->max_batch; }
 const char *capsnet_backend(const capsnet *m) { return m->be->name; }
+
+int capsnet_status(const capsnet *m, caps_error *err) {
+    return m->be->status ? m->be->status(m->bs, err) : CAPS_OK;
+}
 size_t capsnet_num_params(const capsnet *m) { return m->num_params; }
 int64_t capsnet_adam_t(const capsnet *m) { return m->adam_t; }
 void capsnet_set_adam_t(capsnet *m, int64_t t) { m->adam_t = t; }
@@ -258,7 +276,8 @@ int caps_set_threads(int threads) {
 /* ------------------------------------------------------------------------ profile */
 
 /* Adds the seconds since *t to acc and restarts *t: one call between two layers. */
-static void lap(double *acc, double *t) {
+static void lap(const capsnet *m, double *acc, double *t) {
+    if (m->profile_sync && m->be->sync) m->be->sync(m->bs);
     double now = caps_seconds();
     *acc += now - *t;
     *t = now;
@@ -314,48 +333,79 @@ void capsnet_profile(const capsnet *m, caps_layer_profile out[CAPS_NUM_LAYERS]) 
     }
 }
 
+void capsnet_profile_sync(capsnet *m, int on) { m->profile_sync = on; }
+
 void capsnet_profile_reset(capsnet *m) {
     for (int k = 0; k < CAPS_NUM_LAYERS; k++) m->prof_fwd[k] = m->prof_bwd[k] = 0.0;
 }
 
 /* ------------------------------------------------------------------------ forward */
 
+/* The forward pass after its input step, which t timed from its start. */
+static float forward_layers(capsnet *m, const int *labels, int B, int mask, float recon_weight,
+                            double t);
+
 float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int mask,
                       float recon_weight) {
+    CAPS_ASSERT(B >= 1 && B <= m->max_batch);
+    double t = caps_seconds();
+    m->be->input(m->bs, x, B);
+    return forward_layers(m, labels, B, mask, recon_weight, t);
+}
+
+int capsnet_keep_data(capsnet *m, const caps_dataset *ds, int *kept, caps_error *err) {
+    *kept = 0;
+    if (!m->be->data_upload) return CAPS_OK;
+    int rc = m->be->data_upload(m->bs, ds, err);
+    *kept = rc == CAPS_OK;
+    /* No room for the data beside the model: batches are built here and sent instead. */
+    return rc == CAPS_ERR_MEMORY ? CAPS_OK : rc;
+}
+
+float capsnet_forward_kept(capsnet *m, const int *idx, const int *dx, const int *dy,
+                           const int *labels, int B, int mask, float recon_weight) {
+    CAPS_ASSERT(B >= 1 && B <= m->max_batch && m->be->input_batch);
+    double t = caps_seconds();
+    m->be->input_batch(m->bs, idx, dx, dy, B);
+    return forward_layers(m, labels, B, mask, recon_weight, t);
+}
+
+static float forward_layers(capsnet *m, const int *labels, int B, int mask, float recon_weight,
+                            double t) {
     const caps_dims *d = &m->dims;
     const caps_backend *be = m->be;
     caps_backend_state *s = m->bs;
-    CAPS_ASSERT(B >= 1 && B <= m->max_batch);
     CAPS_ASSERT(labels || mask == CAPS_MASK_PREDICTED);
     CAPS_ASSERT(recon_weight >= 0.0f);
     m->batch = B;
     m->recon_weight = recon_weight;
+    m->backward_done = 0;
 
-    double *pf = m->prof_fwd, t = caps_seconds();
-    be->input(s, x, B);
+    double *pf = m->prof_fwd;
     for (int b = 0; b < B; b++) {
         if (labels) CAPS_ASSERT(labels[b] >= 0 && labels[b] < d->J);
         m->labels[b] = labels ? labels[b] : -1;
     }
-    lap(&pf[CAPS_LAYER_OTHER], &t);
+    lap(m, &pf[CAPS_LAYER_OTHER], &t);
     /* Conv1 + ReLU, then the PrimaryCaps convolution. */
     be->conv1_forward(s, B);
-    lap(&pf[CAPS_LAYER_CONV1], &t);
+    lap(m, &pf[CAPS_LAYER_CONV1], &t);
     be->primary_forward(s, B);
-    lap(&pf[CAPS_LAYER_PRIMARY], &t);
+    lap(m, &pf[CAPS_LAYER_PRIMARY], &t);
     /* Primary capsules (eq. 1), predictions (eq. 2), routing, the lengths. */
     be->squash_forward(s, B);
-    lap(&pf[CAPS_LAYER_SQUASH], &t);
+    lap(m, &pf[CAPS_LAYER_SQUASH], &t);
     be->digit_forward(s, B);
-    caps_argmax(m->pred, be->lengths(s, B), B, d->J);
-    lap(&pf[CAPS_LAYER_DIGIT], &t);
+    m->lengths = be->lengths(s, B);
+    caps_argmax(m->pred, m->lengths, B, d->J);
+    lap(m, &pf[CAPS_LAYER_DIGIT], &t);
 
     /* Decoder on one capsule per image. */
     m->decoder_ran = recon_weight > 0.0f;
     if (m->decoder_ran) {
         for (int b = 0; b < B; b++) m->cls[b] = mask == CAPS_MASK_LABEL ? labels[b] : m->pred[b];
         be->decoder_forward(s, NULL, m->cls, B);
-        lap(&pf[CAPS_LAYER_DECODER], &t);
+        lap(m, &pf[CAPS_LAYER_DECODER], &t);
     }
 
     m->loss = m->margin_loss = m->recon_loss = 0.0f;
@@ -370,11 +420,11 @@ float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int 
     m->margin_loss = (float)(margin / B);
     m->recon_loss = (float)(recon / B);
     m->loss = (float)((margin + recon) / B);
-    lap(&pf[CAPS_LAYER_LOSS], &t);
+    lap(m, &pf[CAPS_LAYER_LOSS], &t);
     return m->loss;
 }
 
-const float *capsnet_lengths(const capsnet *m) { return m->be->lengths(m->bs, m->batch); }
+const float *capsnet_lengths(const capsnet *m) { return m->lengths; }
 const float *capsnet_digit_caps(const capsnet *m) { return m->be->capsules(m->bs, m->batch); }
 const float *capsnet_reconstruction(const capsnet *m) {
     return m->be->reconstruction(m->bs, m->batch);
@@ -430,7 +480,7 @@ int capsnet_perturb(capsnet *m, float *out, const float *x, int cls, const float
 void capsnet_zero_grad(capsnet *m) {
     double t = caps_seconds();
     m->be->zero(m->bs, CAPS_GRADS);
-    lap(&m->prof_bwd[CAPS_LAYER_OTHER], &t);
+    lap(m, &m->prof_bwd[CAPS_LAYER_OTHER], &t);
 }
 
 void capsnet_backward(capsnet *m) {
@@ -438,28 +488,32 @@ void capsnet_backward(capsnet *m) {
     caps_backend_state *s = m->bs;
     int B = m->batch;
     CAPS_ASSERT(B >= 1 && m->labels[0] >= 0); /* a forward pass with labels came first */
+    /* Once per forward pass: a backend may reuse a forward cache for a gradient (the GPU's
+     * PrimaryCaps im2col matrix), so a second backward could not be the same. */
+    CAPS_ASSERT(!m->backward_done);
+    m->backward_done = 1;
     float scale = 1.0f / B; /* the loss is the batch mean */
 
     double *pb = m->prof_bwd, t = caps_seconds();
     be->backward_begin(s, B);
-    lap(&pb[CAPS_LAYER_OTHER], &t);
+    lap(m, &pb[CAPS_LAYER_OTHER], &t);
     /* Margin loss -> lengths -> v; reconstruction loss -> the decoder's output. */
     be->loss_backward(s, m->labels, m->decoder_ran, scale, m->recon_weight * scale, B);
-    lap(&pb[CAPS_LAYER_LOSS], &t);
+    lap(m, &pb[CAPS_LAYER_LOSS], &t);
     /* Decoder -> the masked capsule of v. */
     if (m->decoder_ran) {
         be->decoder_backward(s, m->cls, B);
-        lap(&pb[CAPS_LAYER_DECODER], &t);
+        lap(m, &pb[CAPS_LAYER_DECODER], &t);
     }
     /* Routing -> predictions -> primary capsules -> convolutions. */
     be->digit_backward(s, B);
-    lap(&pb[CAPS_LAYER_DIGIT], &t);
+    lap(m, &pb[CAPS_LAYER_DIGIT], &t);
     be->squash_backward(s, B);
-    lap(&pb[CAPS_LAYER_SQUASH], &t);
+    lap(m, &pb[CAPS_LAYER_SQUASH], &t);
     be->primary_backward(s, B);
-    lap(&pb[CAPS_LAYER_PRIMARY], &t);
+    lap(m, &pb[CAPS_LAYER_PRIMARY], &t);
     be->conv1_backward(s, B);
-    lap(&pb[CAPS_LAYER_CONV1], &t);
+    lap(m, &pb[CAPS_LAYER_CONV1], &t);
 }
 
 /* ------------------------------------------------------------------------ Adam */
@@ -475,5 +529,5 @@ void capsnet_adam_step(capsnet *m, const caps_adam *hp, float lr) {
     double t = caps_seconds();
     m->adam_t++;
     m->be->adam_step(m->bs, hp, lr, m->adam_t);
-    lap(&m->prof_bwd[CAPS_LAYER_ADAM], &t);
+    lap(m, &m->prof_bwd[CAPS_LAYER_ADAM], &t);
 }

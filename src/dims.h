@@ -8,6 +8,10 @@
 
 #include "capsnet.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     int C, S, P;        /* input channels, side (H = W), pixels C*S*S (also the decoder's output) */
     int C1, K1, ST1;    /* Conv1 channels, kernel, stride */
@@ -27,5 +31,9 @@ void caps_dims_of(caps_dims *d, const caps_config *cfg);
 
 /* Elements of each parameter tensor, in the order of capsnet.h. */
 void caps_param_sizes(size_t sizes[CAPS_NUM_PARAM_TENSORS], const caps_dims *d);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* CAPS_DIMS_H */

@@ -29,14 +29,26 @@ struct capsnet {
     float *sse;       /* sum of squared reconstruction errors per image */
     float *vbatch;    /* [max_batch][J][E] capsules for capsnet_perturb to decode */
 
-    /* Seconds per layer since capsnet_profile_reset (caps_layer order). */
+    /* Seconds per layer since capsnet_profile_reset (caps_layer order); with profile_sync
+     * the clock waits for the backend at each layer boundary. */
     double prof_fwd[CAPS_NUM_LAYERS], prof_bwd[CAPS_NUM_LAYERS];
+    int profile_sync;
 
     /* What the last forward pass did, for backward. */
+    const float *lengths; /* [B][J] its class scores, in host memory (the backend's copy) */
+    int backward_done;    /* capsnet_backward ran after it */
     int batch;
     int decoder_ran;
     float recon_weight;
     float loss, margin_loss, recon_loss;
 };
+
+/* Where the backend can keep a data set itself (a GPU), batches are built there:
+ * capsnet_keep_data sets *kept when ds now lives there (no room there is not an error: the
+ * batches are then built on the host; a failed device is), and capsnet_forward_kept is capsnet_forward of the batch that
+ * caps_make_batch_shifted(ds, idx, dx, dy) would make. train.c uses them. */
+int capsnet_keep_data(capsnet *m, const caps_dataset *ds, int *kept, caps_error *err);
+float capsnet_forward_kept(capsnet *m, const int *idx, const int *dx, const int *dy,
+                           const int *labels, int B, int mask, float recon_weight);
 
 #endif /* CAPS_MODEL_H */

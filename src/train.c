@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capsnet.h"
+#include "model.h"
 #include "util.h"
 
 /* Streams of the generator, so shuffles and shifts never share a sequence. */
@@ -83,12 +83,17 @@ int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train
     if (st->batch_in_epoch < 0 || st->batch_in_epoch > batches)
         return caps_fail(err, CAPS_ERR_ARG, "batch position out of range (expected 0..%d, got %lld)",
                          batches, (long long)st->batch_in_epoch);
+    /* A backend that keeps the data (a GPU) builds each batch itself from the indices and
+     * shifts drawn here; otherwise the batch is built here. The same draws either way. */
+    int kept;
+    rc = capsnet_keep_data(m, train, &kept, err);
+    if (rc) return rc;
     size_t P = (size_t)caps_image_pixels(capsnet_config(m));
     int *order = malloc((size_t)n * sizeof(int));
-    int *labels = malloc((size_t)B * sizeof(int));
-    float *x = caps_alloc((size_t)B * P, sizeof(float));
-    if (!order || !labels || !x) {
-        free(order), free(labels), free(x);
+    int *labels = malloc((size_t)B * sizeof(int)), *shift = malloc(2 * (size_t)B * sizeof(int));
+    float *x = kept ? NULL : caps_alloc((size_t)B * P, sizeof(float));
+    if (!order || !labels || !shift || (!kept && !x)) {
+        free(order), free(labels), free(shift), free(x);
         return caps_fail(err, CAPS_ERR_MEMORY, "out of memory for a batch of %d images", B);
     }
     epoch_order(order, n, st->seed, st->epoch);
@@ -101,9 +106,20 @@ int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train
         int nb = n - bi * B < B ? n - bi * B : B;
         caps_rng r;
         caps_rng_seed(&r, st->seed + ((uint64_t)st->epoch << 32) + (uint64_t)bi, RNG_STREAM_SHIFT);
-        caps_make_batch(x, labels, train, order + (size_t)bi * B, nb, st->max_shift, &r);
+        const int *idx = order + (size_t)bi * B;
+        caps_draw_shifts(shift, shift + B, nb, st->max_shift, &r);
         capsnet_zero_grad(m);
-        float loss = capsnet_forward(m, x, labels, nb, CAPS_MASK_LABEL, st->recon_weight);
+        float loss;
+        if (kept) {
+            for (int b = 0; b < nb; b++) labels[b] = train->labels[idx[b]];
+            loss = capsnet_forward_kept(m, idx, shift, shift + B, labels, nb, CAPS_MASK_LABEL,
+                                        st->recon_weight);
+        } else {
+            caps_make_batch_shifted(x, labels, train, idx, shift, shift + B, nb);
+            loss = capsnet_forward(m, x, labels, nb, CAPS_MASK_LABEL, st->recon_weight);
+        }
+        /* A failed GPU step (it shows by the time the loss is back) before a NaN. */
+        if ((rc = capsnet_status(m, err)) != CAPS_OK) break;
         if (!isfinite(loss)) {
             rc = caps_fail(err, CAPS_ERR_NUMERIC,
                            "training: loss became %s at epoch %d, batch %d (Adam step %lld)",
@@ -129,6 +145,8 @@ int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train
             }
         }
     }
+    /* The last step's backward and Adam step have been checked by no loss yet. */
+    if (rc == CAPS_OK) rc = capsnet_status(m, err);
     int64_t images = st->epoch_images;
     out->images = images;
     out->seconds = st->epoch_seconds;
@@ -144,7 +162,7 @@ int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train
         st->epoch_seconds = 0.0;
         st->epoch_images = 0;
     }
-    free(order), free(labels), free(x);
+    free(order), free(labels), free(shift), free(x);
     return rc;
 }
 
@@ -172,11 +190,18 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
     ev->confusion = calloc((size_t)J * J, sizeof(int));
     ev->pred = calloc((size_t)n, sizeof(int));
     ev->score = calloc((size_t)n, sizeof(float));
+    /* Plain images can be built where the backend keeps the data (unshifted: zeros). */
+    int kept = 0;
+    if (!affine && (rc = capsnet_keep_data(m, ds, &kept, err)) != CAPS_OK) {
+        caps_eval_free(ev);
+        return rc;
+    }
     int *idx = malloc((size_t)B * sizeof(int)), *labels = malloc((size_t)B * sizeof(int));
-    float *x = caps_alloc((size_t)B * P, sizeof(float));
+    int *zero = calloc((size_t)B, sizeof(int));
+    float *x = kept ? NULL : caps_alloc((size_t)B * P, sizeof(float));
     if (!ev->class_total || !ev->class_correct || !ev->confusion || !ev->pred || !ev->score ||
-        !idx || !labels || !x) {
-        free(idx), free(labels), free(x);
+        !idx || !labels || !zero || (!kept && !x)) {
+        free(idx), free(labels), free(zero), free(x);
         caps_eval_free(ev);
         return caps_fail(err, CAPS_ERR_MEMORY, "out of memory for evaluation");
     }
@@ -185,8 +210,15 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
     for (int bi = 0; bi < batches; bi++) {
         int nb = n - bi * B < B ? n - bi * B : B;
         for (int b = 0; b < nb; b++) idx[b] = bi * B + b;
-        caps_make_batch_affine(x, labels, ds, idx, nb, affine);
-        capsnet_forward(m, x, labels, nb, CAPS_MASK_PREDICTED, recon_weight);
+        if (kept) {
+            for (int b = 0; b < nb; b++) labels[b] = ds->labels[idx[b]];
+            capsnet_forward_kept(m, idx, zero, zero, labels, nb, CAPS_MASK_PREDICTED,
+                                 recon_weight);
+        } else {
+            caps_make_batch_affine(x, labels, ds, idx, nb, affine);
+            capsnet_forward(m, x, labels, nb, CAPS_MASK_PREDICTED, recon_weight);
+        }
+        if ((rc = capsnet_status(m, err)) != CAPS_OK) break;
         const int *pred = capsnet_predictions(m);
         const float *len = capsnet_lengths(m);
         for (int b = 0; b < nb; b++) {
@@ -215,6 +247,7 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
         ev->recon = recon / ev->total;
     }
     ev->seconds = caps_seconds() - start;
-    free(idx), free(labels), free(x);
-    return CAPS_OK;
+    free(idx), free(labels), free(zero), free(x);
+    if (rc) caps_eval_free(ev);
+    return rc;
 }

@@ -12,6 +12,10 @@
 
 #include "capsnet.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Programmer errors (a wrong shape, a broken invariant) abort with file:line, in every
  * build: a silent wrong answer costs more than the branch. */
 #define CAPS_ASSERT(cond)                                                              \
@@ -59,5 +63,9 @@ int caps_write_text_atomic(const char *path, const char *text, caps_error *err);
 /* For a signal handler about to end the program: removes the temporary file of a write in
  * progress, if any (async-signal-safe). The file being replaced stays as it was. */
 void caps_atomic_unlink_in_signal(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* CAPS_UTIL_H */

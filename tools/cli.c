@@ -200,6 +200,15 @@ const option *find_option(const option *opts, int n, const char *name) {
     return NULL;
 }
 
+int device_options(caps_options *opt, const char *cmd, const char *device, int tf32) {
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)
+        return fail_usage(cmd, "bad value '%s' for --device (expected cpu or cuda)", device);
+    opt->backend = device;
+    opt->kernels = CAPS_KERNELS_FAST;
+    opt->tf32 = tf32;
+    return 0;
+}
+
 /* --config KEY=VALUE[,KEY=VALUE...] overrides configuration fields by name. */
 int apply_config_overrides(caps_config *cfg, const char *spec) {
     char buf[1024];

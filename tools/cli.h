@@ -46,6 +46,16 @@ int parse_number(const char *s, opt_kind kind, double min, double max, void *des
 int parse_command(const char *cmd, const char *usage, option *opts, int n, int argc,
                   char **argv, char **pos, int max_pos, int *npos, int *done);
 const option *find_option(const option *opts, int n, const char *name);
+/* --device cpu|cuda and --tf32, the same on every command that runs the network. */
+#define DEVICE_OPTIONS(device, tf32)                                                     \
+    {"device", OPT_STRING, &(device), 0, 0, "cpu|cuda",                                  \
+     "run on the CPU (default) or an NVIDIA GPU (a build with CUDA=1)", 0},              \
+    {"tf32", OPT_FLAG, &(tf32), 0, 0, NULL,                                              \
+     "GPU: TF32 tensor cores for matrix products (faster, ~1e-3 relative)", 0}
+/* The options of those two flags for caps_model_load / capsnet_create: 0, or EXIT_USAGE
+ * with a message for a device other than cpu or cuda. */
+int device_options(caps_options *opt, const char *cmd, const char *device, int tf32);
+
 /* --config KEY=VALUE[,KEY=VALUE...]: configuration fields by name. 0, or EXIT_USAGE. */
 int apply_config_overrides(caps_config *cfg, const char *spec);
 

@@ -61,6 +61,17 @@ static int time_steps(step_fn fn, capsnet *m, const float *x, const int *labels,
     return n;
 }
 
+/* On a GPU the timed steps run with the device ahead of the clock; the time per layer comes
+ * from n more steps with the clock waiting at each layer (capsnet_profile_sync). */
+static int profile_steps(step_fn fn, capsnet *m, const float *x, const int *labels, int B,
+                         void *ctx, int n) {
+    capsnet_profile_reset(m);
+    capsnet_profile_sync(m, 1);
+    for (int k = 0; k < n; k++) fn(m, x, labels, B, ctx);
+    capsnet_profile_sync(m, 0);
+    return n;
+}
+
 static void train_step(capsnet *m, const float *x, const int *labels, int B, void *ctx) {
     const caps_adam *hp = ctx;
     capsnet_zero_grad(m);
@@ -75,9 +86,9 @@ static void infer_step(capsnet *m, const float *x, const int *labels, int B, voi
 }
 
 int cmd_bench(int argc, char **argv) {
-    int batch = 100, threads = 0, json = 0, infer_batch = 0;
+    int batch = 100, threads = 0, json = 0, infer_batch = 0, tf32 = 0;
     float seconds = 10.0f;
-    const char *config_spec = NULL;
+    const char *config_spec = NULL, *device = "cpu";
     option opts[] = {
         {"batch", OPT_INT, &batch, 1, 4096, "B", "images per training step (100)", 0},
         {"infer-batch", OPT_INT, &infer_batch, 1, 4096, "B",
@@ -86,12 +97,16 @@ int cmd_bench(int argc, char **argv) {
         {"seconds", OPT_FLOAT, &seconds, 0.1, 3600, "S", "time per measurement (10)", 0},
         {"config", OPT_STRING, &config_spec, 0, 0, "K=V,..", "other shapes, as for train", 0},
         {"json", OPT_FLAG, &json, 0, 0, NULL, "print one JSON object", 0},
+        DEVICE_OPTIONS(device, tf32),
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char *pos[1];
     int rc = parse_command("bench", bench_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!infer_batch) infer_batch = batch;
+    caps_options opt;
+    if ((rc = device_options(&opt, "bench", device, tf32))) return rc;
+    int gpu = strcmp(device, "cpu") != 0;
     int nthreads = caps_set_threads(threads);
     caps_config cfg;
     caps_config_mnist(&cfg);
@@ -100,7 +115,7 @@ int cmd_bench(int argc, char **argv) {
     caps_error err;
     capsnet *m = NULL;
     int max_batch = batch > infer_batch ? batch : infer_batch;
-    if (capsnet_create(&m, &cfg, max_batch, NULL, &err)) {
+    if (capsnet_create(&m, &cfg, max_batch, &opt, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }
@@ -119,23 +134,38 @@ int cmd_bench(int argc, char **argv) {
     for (size_t k = 0; k < (size_t)max_batch * P; k++) x[k] = caps_rng_uniform(&r);
     for (int b = 0; b < max_batch; b++) labels[b] = (int)caps_rng_below(&r, (uint32_t)cfg.num_classes);
 
+    /* What runs the matrix products, and (on the CPU) the peak that library reaches on this
+     * machine, now. On a GPU the peak is not measured here: 0. */
+    char products[160];
+    if (gpu)
+        snprintf(products, sizeof products, "%s, cuBLAS %s", device, tf32 ? "tf32" : "fp32");
+    else
+        snprintf(products, sizeof products, "%s", caps_gemm_backend());
     if (!json)
-        fprintf(stderr, "capsnet bench: %d threads, %s, batch %d, %.0f s per measurement\n",
-                nthreads, caps_gemm_backend(), batch, (double)seconds);
-    /* The peak the matrix-product library reaches on this machine, now. */
-    double peak = caps_gemm_gflops(2048, seconds / 4);
+        fprintf(stderr, "capsnet bench: %s, %d threads, batch %d, %.0f s per measurement\n",
+                products, nthreads, batch, (double)seconds);
+    double peak = gpu ? 0.0 : caps_gemm_gflops(2048, seconds / 4);
 
     caps_adam hp;
     caps_adam_default(&hp);
-    int n_train = time_steps(train_step, m, x, labels, batch, &hp, seconds, times);
+    int n_train = time_steps(train_step, m, x, labels, batch, &hp, seconds, times), p_train = n_train;
     double train_step_s = median(times, n_train);
+    if (gpu) p_train = profile_steps(train_step, m, x, labels, batch, &hp, n_train < 50 ? n_train : 50);
     caps_layer_profile prof[CAPS_NUM_LAYERS];
     capsnet_profile(m, prof);
     double rss_train = peak_rss_mb();
-    int n_infer = time_steps(infer_step, m, x, labels, infer_batch, NULL, seconds, times);
+    int n_infer = time_steps(infer_step, m, x, labels, infer_batch, NULL, seconds, times), p_infer = n_infer;
     double infer_step_s = median(times, n_infer);
+    if (gpu) p_infer = profile_steps(infer_step, m, x, labels, infer_batch, NULL, n_infer < 50 ? n_infer : 50);
     caps_layer_profile iprof[CAPS_NUM_LAYERS];
     capsnet_profile(m, iprof);
+    caps_error serr;
+    if (capsnet_status(m, &serr)) {
+        print_error(&serr);
+        free(x), free(labels), free(times);
+        capsnet_free(m);
+        return EXIT_FAILURE;
+    }
 
     double flops_train = (caps_flops_forward(&cfg, 1) + caps_flops_backward(&cfg, 1)) * batch;
     double flops_infer = caps_flops_forward(&cfg, 1) * infer_batch;
@@ -144,37 +174,43 @@ int cmd_bench(int argc, char **argv) {
 
     if (json) {
         printf("{\"backend\": ");
-        json_string(stdout, caps_gemm_backend());
-        printf(", \"threads\": %d, \"batch\": %d, \"infer_batch\": %d, "
+        json_string(stdout, products);
+        printf(", \"device\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"batch\": %d, \"infer_batch\": %d, "
                "\"train_images_per_s\": %.2f, \"infer_images_per_s\": %.2f, "
                "\"train_step_ms\": %.3f, \"infer_batch_ms\": %.3f, \"gflops_per_s\": %.2f, "
                "\"infer_gflops_per_s\": %.2f, \"matmul_peak_gflops_per_s\": %.2f, "
                "\"peak_fraction\": %.4f, \"infer_peak_fraction\": %.4f, \"peak_rss_mb\": %.1f, "
                "\"train_steps\": %d, \"infer_batches\": %d, \"layers\": [",
-               nthreads, batch, infer_batch, train_ips, infer_ips, 1e3 * train_step_s,
-               1e3 * infer_step_s, gflops, igflops, peak, gflops / peak, igflops / peak,
-               rss_train, n_train, n_infer);
+               device, tf32 && gpu ? "tf32" : "fp32", nthreads, batch, infer_batch, train_ips,
+               infer_ips, 1e3 * train_step_s, 1e3 * infer_step_s, gflops, igflops, peak,
+               peak > 0 ? gflops / peak : 0.0, peak > 0 ? igflops / peak : 0.0, rss_train,
+               n_train, n_infer);
         for (int k = 0; k < CAPS_NUM_LAYERS; k++)
             printf("%s{\"name\": \"%s\", \"train_forward_ms\": %.3f, \"train_backward_ms\": %.3f, "
                    "\"infer_forward_ms\": %.3f}",
-                   k ? ", " : "", prof[k].name, 1e3 * prof[k].forward_s / n_train,
-                   1e3 * prof[k].backward_s / n_train, 1e3 * iprof[k].forward_s / n_infer);
+                   k ? ", " : "", prof[k].name, 1e3 * prof[k].forward_s / p_train,
+                   1e3 * prof[k].backward_s / p_train, 1e3 * iprof[k].forward_s / p_infer);
         printf("]}\n");
     } else {
         printf("training:  %8.1f images/s  (%.1f ms per step of %d, median of %d)\n", train_ips,
                1e3 * train_step_s, batch, n_train);
         printf("inference: %8.1f images/s  (%.1f ms per batch of %d, median of %d)\n", infer_ips,
                1e3 * infer_step_s, infer_batch, n_infer);
-        printf("training:  %8.1f GFLOP/s = %.1f%% of the %.1f GFLOP/s matrix-product peak\n",
-               gflops, 100.0 * gflops / peak, peak);
-        printf("inference: %8.1f GFLOP/s = %.1f%% of that peak\n", igflops, 100.0 * igflops / peak);
+        if (peak > 0) {
+            printf("training:  %8.1f GFLOP/s = %.1f%% of the %.1f GFLOP/s matrix-product peak\n",
+                   gflops, 100.0 * gflops / peak, peak);
+            printf("inference: %8.1f GFLOP/s = %.1f%% of that peak\n", igflops,
+                   100.0 * igflops / peak);
+        } else {
+            printf("training:  %8.1f GFLOP/s\ninference: %8.1f GFLOP/s\n", gflops, igflops);
+        }
         printf("peak memory while training: %.0f MB\n\n", rss_train);
         printf("%-16s %12s %12s %12s %10s\n", "layer (ms/step)", "train fwd", "train bwd",
                "infer fwd", "GFLOP/s");
         double sum_f = 0, sum_b = 0, sum_i = 0;
         for (int k = 0; k < CAPS_NUM_LAYERS; k++) {
-            double f = 1e3 * prof[k].forward_s / n_train, b = 1e3 * prof[k].backward_s / n_train;
-            double i = 1e3 * iprof[k].forward_s / n_infer;
+            double f = 1e3 * prof[k].forward_s / p_train, b = 1e3 * prof[k].backward_s / p_train;
+            double i = 1e3 * iprof[k].forward_s / p_infer;
             double fl = (prof[k].forward_flops + prof[k].backward_flops) * batch;
             sum_f += f, sum_b += b, sum_i += i;
             if (fl > 0 && f + b > 0)

@@ -78,8 +78,8 @@ static void print_eval_json(const caps_eval *ev, const char *model, const char *
 }
 
 int cmd_test(int argc, char **argv) {
-    const char *model = NULL, *data = "data/mnist", *aff = NULL;
-    int json = 0, limit = 0, batch = 100, threads = 0;
+    const char *model = NULL, *data = "data/mnist", *aff = NULL, *device = "cpu";
+    int json = 0, limit = 0, batch = 100, threads = 0, tf32 = 0;
     uint64_t seed = 1;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
@@ -90,12 +90,15 @@ int cmd_test(int argc, char **argv) {
         {"affine", OPT_STRING, &aff, 0, 0, "DEG,FRAC", "rotate and shift every image first", 0},
         {"seed", OPT_U64, &seed, 0, 0, "S", "seed of the affine draws (1)", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
+        DEVICE_OPTIONS(device, tf32),
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char *pos[1];
     int rc = parse_command("test", test_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!model) return fail_usage("test", "--model is required");
+    caps_options opt;
+    if ((rc = device_options(&opt, "test", device, tf32))) return rc;
     caps_affine affine;
     caps_error aerr;
     if (aff && caps_affine_parse(&affine, aff, seed, &aerr)) {
@@ -106,7 +109,7 @@ int cmd_test(int argc, char **argv) {
     caps_error err;
     capsnet *m = NULL;
     caps_train_state st;
-    if (caps_model_load(&m, &st, NULL, model, batch, NULL, &err)) {
+    if (caps_model_load(&m, &st, NULL, model, batch, &opt, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }
@@ -151,12 +154,13 @@ static const char predict_usage[] =
 #define MAX_FILES 100000
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL;
-    int json = 0, threads = 0;
+    const char *model = NULL, *device = "cpu";
+    int json = 0, threads = 0, tf32 = 0;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
         {"json", OPT_FLAG, &json, 0, 0, NULL, "one JSON object per file per line", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
+        DEVICE_OPTIONS(device, tf32),
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char **files = malloc(MAX_FILES * sizeof *files);
@@ -168,10 +172,15 @@ int cmd_predict(int argc, char **argv) {
         if (done) return rc;
         return fail_usage("predict", !model ? "--model is required" : "no image files given");
     }
+    caps_options opt;
+    if ((rc = device_options(&opt, "predict", device, tf32))) {
+        free(files);
+        return rc;
+    }
     caps_set_threads(threads);
     caps_error err;
     capsnet *m = NULL;
-    if (caps_model_load(&m, NULL, NULL, model, 1, NULL, &err)) {
+    if (caps_model_load(&m, NULL, NULL, model, 1, &opt, &err)) {
         print_error(&err);
         free(files);
         return EXIT_FAILURE;

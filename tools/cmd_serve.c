@@ -389,12 +389,12 @@ static const char serve_usage[] =
     "Options:\n";
 
 int cmd_serve(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *host = "127.0.0.1";
+    const char *model = NULL, *data = NULL, *host = "127.0.0.1", *device = "cpu";
     /* One worker by default: the network answers one request at a time anyway, and every
      * extra thread that enters the network brings its own OpenMP team, whose spinning
      * threads fight the running one for the cores (8 wrk connections on 2 cores: 4 workers
      * gave 179 requests/s and 121 ms at p99, 1 worker 379-402 requests/s and 25-38 ms). */
-    int port = 8080, threads = 0, workers = 1;
+    int port = 8080, threads = 0, workers = 1, tf32 = 0;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
         {"data", OPT_STRING, &data, 0, 0, "DIR", "test images for the random-digit button", 0},
@@ -402,12 +402,15 @@ int cmd_serve(int argc, char **argv) {
         {"port", OPT_INT, &port, 0, 65535, "N", "TCP port, 0 = any free one (8080)", 0},
         {"workers", OPT_INT, &workers, 1, 64, "N", "threads answering connections (1)", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads of the network, 0 = all cores", 0},
+        DEVICE_OPTIONS(device, tf32),
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char *pos[1];
     int rc = parse_command("serve", serve_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!model) return fail_usage("serve", "--model is required");
+    caps_options opt;
+    if ((rc = device_options(&opt, "serve", device, tf32))) return rc;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -420,7 +423,7 @@ int cmd_serve(int argc, char **argv) {
     server s;
     memset(&s, 0, sizeof s);
     caps_error err;
-    if (caps_model_load(&s.m, NULL, NULL, model, SERVE_BATCH, NULL, &err)) {
+    if (caps_model_load(&s.m, NULL, NULL, model, SERVE_BATCH, &opt, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
     }

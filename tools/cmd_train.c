@@ -45,9 +45,9 @@ static const char train_usage[] =
     "Options:\n";
 
 int cmd_train(int argc, char **argv) {
-    const char *data = "data/mnist", *out = "mnist.caps", *config_spec = NULL;
+    const char *data = "data/mnist", *out = "mnist.caps", *config_spec = NULL, *device = "cpu";
     int epochs = 3, routing = 3, no_recon = 0, test_limit = 0, threads = 0, resume = 0;
-    int overwrite = 0, classes = 10, quiet = 0;
+    int overwrite = 0, classes = 10, quiet = 0, tf32 = 0;
     caps_train_state st;
     caps_train_state_default(&st);
     float lr = st.lr, lr_decay = st.lr_decay;
@@ -73,12 +73,15 @@ int cmd_train(int argc, char **argv) {
         {"resume", OPT_FLAG, &resume, 0, 0, NULL, "continue the run saved in MODEL", 0},
         {"overwrite", OPT_FLAG, &overwrite, 0, 0, NULL, "replace an existing MODEL", 0},
         {"quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress lines", 0},
+        DEVICE_OPTIONS(device, tf32),
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char *pos[1];
     int rc = parse_command("train", train_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (resume && overwrite) return fail_usage("train", "--resume and --overwrite exclude each other");
+    caps_options opt;
+    if ((rc = device_options(&opt, "train", device, tf32))) return rc;
 
     int nthreads = caps_set_threads(threads);
     caps_error err;
@@ -123,7 +126,7 @@ int cmd_train(int argc, char **argv) {
                                       "(%d)", caps_config_field_name(k), caps_config_get(&want, k),
                                       out, caps_config_get(&fcfg, k));
         }
-        if (caps_model_load(&m, &st, &log, out, st.batch, NULL, &err)) {
+        if (caps_model_load(&m, &st, &log, out, st.batch, &opt, &err)) {
             print_error(&err);
             return EXIT_FAILURE;
         }
@@ -162,7 +165,7 @@ int cmd_train(int argc, char **argv) {
         st.limit = limit;
         st.seed = seed;
         st.recon_weight = no_recon ? 0.0f : st.recon_weight;
-        if (capsnet_create(&m, &cfg, batch, NULL, &err)) {
+        if (capsnet_create(&m, &cfg, batch, &opt, &err)) {
             print_error(&err);
             goto done;
         }
@@ -183,15 +186,20 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     const caps_config *cfg = capsnet_config(m);
+    char where[64];
+    if (strcmp(capsnet_backend(m), "cpu") == 0)
+        snprintf(where, sizeof where, "%d threads", nthreads);
+    else
+        snprintf(where, sizeof where, "on %s (%s)", capsnet_backend(m), tf32 ? "tf32" : "fp32");
     int n_train = st.limit > 0 && st.limit < train.count ? st.limit : train.count;
     int n_test = test_limit > 0 && test_limit < test.count ? test_limit : test.count;
     fprintf(stderr,
             "capsnet: training on %s: %d images (%d test), %dx%d, %d classes\n"
             "capsnet: %zu parameters, routing %d, batch %d, lr %g (x%g per epoch), %s, "
-            "%d threads, %s\n",
+            "%s, %s\n",
             data, n_train, n_test, cfg->image_size, cfg->image_size, cfg->num_classes,
             caps_num_params(cfg), cfg->routing_iters, st.batch, (double)st.lr,
-            (double)st.lr_decay, st.recon_weight > 0 ? "with decoder" : "no decoder", nthreads,
+            (double)st.lr_decay, st.recon_weight > 0 ? "with decoder" : "no decoder", where,
             resume ? "resumed" : "new run");
     if (resume)
         fprintf(stderr, "capsnet: resuming %s at epoch %d, batch %lld\n", out, st.epoch + 1,
