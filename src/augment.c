@@ -4,6 +4,9 @@
  *
  *   x[b][c][y][x] = image[idx[b]][c][y - dy][x - dx] / 255   (0 outside the image)
  *
+ * (the division correctly rounded, as caps_unit_sample in util.h: bit for bit what a PNG of
+ * the same digit gives)
+ *
  * with dx, dy uniform in [-max_shift, max_shift] per image. Pixels are scaled to [0, 1],
  * the range of the decoder's sigmoid, so the reconstruction target is the shifted image.
  *
@@ -30,7 +33,7 @@ static void shift_image(float *out, const uint8_t *in, int C, int H, int W, int 
                 int sx = x - dx;
                 if (sx < 0 || sx >= W) continue;
                 out[((size_t)c * H + y) * W + x] =
-                    in[((size_t)c * H + sy) * W + sx] * (1.0f / 255.0f);
+                    caps_unit_sample(in[((size_t)c * H + sy) * W + sx]);
             }
         }
 }

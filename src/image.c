@@ -207,11 +207,11 @@ static int image_png_load(image_png_ctx *ctx, float *out, int h, int w, caps_err
         const png_byte *row = rows[y];
         float *o = out + (size_t)y * (size_t)w;
         if (channels == 1) {
-            for (int x = 0; x < w; x++) o[x] = (float)row[x] / 255.0f;
+            for (int x = 0; x < w; x++) o[x] = caps_unit_sample(row[x]);
         } else {
             /* Composite on black. alpha 255 gives exactly gray / 255, as an opaque file would. */
             for (int x = 0; x < w; x++)
-                o[x] = (float)row[2 * x] / 255.0f * ((float)row[2 * x + 1] / 255.0f);
+                o[x] = caps_unit_sample(row[2 * x]) * caps_unit_sample(row[2 * x + 1]);
         }
     }
     free(rows);

@@ -41,6 +41,12 @@ int caps_fail(caps_error *err, int code, const char *fmt, ...) CAPS_PRINTF(3, 4)
 /* Sets the hint line of err (when not NULL). */
 void caps_hint(caps_error *err, const char *fmt, ...) CAPS_PRINTF(2, 3);
 
+/* A stored 8-bit sample as a network input in [0, 1]: b / 255 as a correctly rounded float
+ * division, on every input path (IDX data sets, PNG, PGM) and on the GPU, and the same as
+ * PyTorch's x.float() / 255. (Multiplying by 1.0f / 255 instead differs by one ulp for 126 of
+ * the 256 values, enough to make predict and test see different inputs for one digit.) */
+static inline float caps_unit_sample(unsigned b) { return (float)b / 255.0f; }
+
 /* 64-byte aligned, zeroed allocation of bytes (NULL on failure or overflow); free with free(). */
 void *caps_alloc(size_t count, size_t size);
 

@@ -118,6 +118,16 @@ TEST(png_round_trip) {
     for (int i = 0; rc == CAPS_OK && i < H * W; i++)
         EXPECT(out[i] == (float)px[i] / 255.0f, "pixel %d: %g, want %d/255", i, out[i], px[i]);
 
+    /* The data-set path (IDX files -> caps_make_batch_shifted) turns the same bytes into the
+     * same floats, bit for bit, so predict on a PNG and test on the data set see one input. */
+    caps_dataset ds = {.count = 1, .channels = 1, .rows = H, .cols = W, .images = px,
+                       .labels = (uint8_t[]){0}};
+    float batch[H * W];
+    int idx = 0, label = -1;
+    caps_make_batch_shifted(batch, &label, &ds, &idx, NULL, NULL, 1);
+    EXPECT(rc == CAPS_OK && memcmp(batch, out, sizeof out) == 0,
+           "data-set pixels differ from the PNG's (byte 2: %a vs %a)", batch[2], out[2]);
+
     /* IHDR: 8-bit (byte 24) grayscale (byte 25, colour type 0). */
     size_t n = 0;
     unsigned char *b = test_read_file(p, &n);

@@ -359,7 +359,8 @@ cudaError_t cu_adam_update(float *param, float *m, float *v, const float *grad, 
     LAUNCH(k_adam, n, st, param, m, v, grad, n, step, bc2_sqrt, beta1, beta2, eps);
 }
 
-/* caps_make_batch_shifted: x[b][c][y][x] = image[idx[b]][c][y - dy][x - dx] / 255. */
+/* caps_make_batch_shifted: x[b][c][y][x] = image[idx[b]][c][y - dy][x - dx] / 255, a correctly
+ * rounded division as caps_unit_sample (nvcc divides exactly unless -use_fast_math). */
 __global__ static void k_make_batch(float *out, const uint8_t *images, const int *idx,
                                     const int *dx, const int *dy, int B, int C, int H, int W) {
     size_t P = (size_t)C * H * W;
@@ -368,7 +369,7 @@ __global__ static void k_make_batch(float *out, const uint8_t *images, const int
         int x = (int)(q % W), y = (int)(q / W % H), c = (int)(q / ((size_t)W * H));
         int sx = x - dx[b], sy = y - dy[b];
         out[k] = sx >= 0 && sx < W && sy >= 0 && sy < H
-                     ? images[(size_t)idx[b] * P + ((size_t)c * H + sy) * W + sx] * (1.0f / 255.0f)
+                     ? images[(size_t)idx[b] * P + ((size_t)c * H + sy) * W + sx] / 255.0f
                      : 0.0f;
     }
 }
