@@ -424,6 +424,7 @@ typedef struct {
     int *confusion;             /* [J][J]: [true][predicted] counts */
     int *pred;                  /* [total] the predicted class of each image */
     float *score;               /* [total] the length of its capsule (the confidence) */
+    float *lengths;             /* [total][J] the length of every class capsule */
     double seconds;
 } caps_eval;
 

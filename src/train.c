@@ -172,6 +172,7 @@ void caps_eval_free(caps_eval *ev) {
     free(ev->confusion);
     free(ev->pred);
     free(ev->score);
+    free(ev->lengths);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -190,6 +191,7 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
     ev->confusion = calloc((size_t)J * J, sizeof(int));
     ev->pred = calloc((size_t)n, sizeof(int));
     ev->score = calloc((size_t)n, sizeof(float));
+    ev->lengths = calloc((size_t)n * J, sizeof(float));
     /* Plain images can be built where the backend keeps the data (unshifted: zeros). */
     int kept = 0;
     if (!affine && (rc = capsnet_keep_data(m, ds, &kept, err)) != CAPS_OK) {
@@ -200,6 +202,7 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
     int *zero = calloc((size_t)B, sizeof(int));
     float *x = kept ? NULL : caps_alloc((size_t)B * P, sizeof(float));
     if (!ev->class_total || !ev->class_correct || !ev->confusion || !ev->pred || !ev->score ||
+        !ev->lengths ||
         !idx || !labels || !zero || (!kept && !x)) {
         free(idx), free(labels), free(zero), free(x);
         caps_eval_free(ev);
@@ -224,6 +227,7 @@ int caps_evaluate(capsnet *m, const caps_dataset *ds, int limit, float recon_wei
         for (int b = 0; b < nb; b++) {
             ev->pred[idx[b]] = pred[b];
             ev->score[idx[b]] = len[(size_t)b * J + pred[b]];
+            memcpy(ev->lengths + (size_t)idx[b] * J, len + (size_t)b * J, (size_t)J * sizeof(float));
             ev->class_total[labels[b]]++;
             ev->confusion[labels[b] * J + pred[b]]++;
             if (pred[b] == labels[b]) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util.h"
 
 /* ------------------------------------------------------------------------ test */
 
@@ -19,6 +20,10 @@ static const char test_usage[] =
     "and the confusion matrix. --affine DEG,FRAC first rotates every test image by a random\n"
     "angle in [-DEG, DEG] and shifts it by up to FRAC of its size (the notebook's robustness\n"
     "test is 30,0.1), the same draws for the same --seed.\n"
+    "\n"
+    "--per-image FILE writes every image's result at full precision: CSV with the header\n"
+    "index,label,prediction,length_0,...; JSON lines (one object per image) when FILE ends\n"
+    "in .jsonl. Lengths are printed with %.9g, which reads back as the same float.\n"
     "\n"
     "Options:\n";
 
@@ -77,14 +82,43 @@ static void print_eval_json(const caps_eval *ev, const char *model, const char *
     printf("]}\n");
 }
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The --per-image file: one line per image, every capsule length to the last bit. */
+static void write_per_image(FILE *f, const caps_eval *ev, const caps_dataset *ds, int jsonl) {
+    int J = ev->num_classes;
+    if (!jsonl) {
+        fprintf(f, "index,label,prediction");
+        for (int j = 0; j < J; j++) fprintf(f, ",length_%d", j);
+        fprintf(f, "\n");
+    }
+    for (int i = 0; i < ev->total; i++) {
+        const float *len = ev->lengths + (size_t)i * J;
+        if (jsonl)
+            fprintf(f, "{\"index\": %d, \"label\": %d, \"prediction\": %d, \"lengths\": [", i,
+                    ds->labels[i], ev->pred[i]);
+        else
+            fprintf(f, "%d,%d,%d", i, ds->labels[i], ev->pred[i]);
+        for (int j = 0; j < J; j++)
+            fprintf(f, "%s%.9g", jsonl ? (j ? ", " : "") : ",", (double)len[j]);
+        fprintf(f, jsonl ? "]}\n" : "\n");
+    }
+}
+
 int cmd_test(int argc, char **argv) {
     const char *model = NULL, *data = "data/mnist", *aff = NULL, *device = "cpu";
+    const char *per_image = NULL;
     int json = 0, limit = 0, batch = 100, threads = 0, tf32 = 0;
     uint64_t seed = 1;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
         {"data", OPT_STRING, &data, 0, 0, "DIR", "data folder (default data/mnist)", 0},
         {"json", OPT_FLAG, &json, 0, 0, NULL, "print one JSON object", 0},
+        {"per-image", OPT_STRING, &per_image, 0, 0, "FILE",
+         "every image's lengths, full precision (CSV, or .jsonl)", 0},
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "the first N test images only", 0},
         {"batch", OPT_INT, &batch, 1, 4096, "B", "images per forward pass (100)", 0},
         {"affine", OPT_STRING, &aff, 0, 0, "DEG,FRAC", "rotate and shift every image first", 0},
@@ -114,8 +148,14 @@ int cmd_test(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     caps_dataset test = {0};
+    caps_atomic_file out = {0};
     int status = EXIT_FAILURE;
     if (caps_dataset_load(&test, data, 0, capsnet_config(m)->num_classes, &err)) {
+        print_error(&err);
+        goto done;
+    }
+    /* Opened before the evaluation, so that an unwritable path fails at once. */
+    if (per_image && caps_atomic_open(&out, per_image, &err)) {
         print_error(&err);
         goto done;
     }
@@ -128,6 +168,14 @@ int cmd_test(int argc, char **argv) {
         goto done;
     }
     clear_live_line(&pc);
+    if (per_image) {
+        write_per_image(out.f, &ev, &test, ends_with(per_image, ".jsonl"));
+        if (caps_atomic_commit(&out, &err)) { /* closes out.f, written or not */
+            print_error(&err);
+            caps_eval_free(&ev);
+            goto done;
+        }
+    }
     if (json)
         print_eval_json(&ev, model, data, aff ? &affine : NULL);
     else
@@ -135,6 +183,7 @@ int cmd_test(int argc, char **argv) {
     caps_eval_free(&ev);
     status = EXIT_SUCCESS;
 done:
+    if (out.f) caps_atomic_abort(&out);
     caps_dataset_free(&test);
     capsnet_free(m);
     return status;
@@ -212,7 +261,7 @@ int cmd_predict(int argc, char **argv) {
             printf("{\"file\": ");
             json_string(stdout, files[f]);
             printf(", \"class\": %d, \"lengths\": [", cls);
-            for (int j = 0; j < J; j++) printf("%s%.6f", j ? ", " : "", (double)len[j]);
+            for (int j = 0; j < J; j++) printf("%s%.9g", j ? ", " : "", (double)len[j]);
             printf("]}\n");
         } else {
             printf("%s: class %d (length %.3f); lengths", files[f], cls, (double)len[cls]);

@@ -62,6 +62,27 @@ check "test text" 0 "confusion matrix" -- "$capsnet" test --model "$model" --dat
 check "test json" 0 '^\{"model": .*"accuracy": [0-9.]+, "correct": [0-9]+, "total": 300, .*"per_class": \[\{"class": 0' \
     -- "$capsnet" test --model "$model" --data "$data" --limit 300 --json
 
+# --per-image: every length at full precision; predict on the same digits written as PGM
+# gives the same lengths to the last bit (one pixel scaling on every input path).
+check "test --per-image csv" 0 "accuracy" -- "$capsnet" test --model "$model" --data "$data" \
+    --limit 300 --per-image "$work/per_image.csv"
+check "per-image header" 0 "^index,label,prediction,length_0,length_1,.*,length_9$" -- \
+    head -n 1 "$work/per_image.csv"
+assert "per-image: 300 rows" [ "$(wc -l < "$work/per_image.csv")" -eq 301 ]
+check "test --per-image jsonl" 0 "accuracy" -- "$capsnet" test --model "$model" --data "$data" \
+    --limit 300 --per-image "$work/per_image.jsonl"
+check "per-image jsonl line" 0 '^\{"index": 299, "label": [0-9], "prediction": [0-9], "lengths": \[[0-9.e-]+(, [0-9.e-]+){9}\]\}$' -- \
+    tail -n 1 "$work/per_image.jsonl"
+check "per-image unwritable" 1 "nodir/p.csv" -- "$capsnet" test --model "$model" --data "$data" \
+    --limit 10 --per-image "$work/nodir/p.csv"
+for i in 0 1 2; do pgm_from_idx "$data/t10k-images-idx3-ubyte.gz" $i "$work/digit$i.pgm"; done
+"$capsnet" predict --model "$model" --json "$work/digit0.pgm" "$work/digit1.pgm" \
+    "$work/digit2.pgm" 2>/dev/null | sed -E 's/.*"class": ([0-9]+), "lengths": \[(.*)\]\}/\1,\2/; s/, /,/g' \
+    > "$work/predict.txt"
+sed -n '2,4p' "$work/per_image.csv" | cut -d, -f3- > "$work/test3.txt"
+assert "predict: three results of 11 fields" [ "$(awk -F, 'NF == 11' "$work/predict.txt" | wc -l)" -eq 3 ]
+assert "predict and test give bit-identical lengths" cmp -s "$work/predict.txt" "$work/test3.txt"
+
 # Same seed and thread count, same run: the weights and Adam moments of a second run are
 # bit-identical (the log differs only in its timing columns).
 model2="$work/tiny2.caps"
