@@ -1,7 +1,8 @@
 # lib.sh: the shell side of the test harness, sourced by tests/cli/*.sh.
 # check NAME RC_WANTED PATTERN -- COMMAND...: runs COMMAND, expects exit status RC_WANTED
 # and PATTERN (an extended regex, or "" for none) somewhere in its stdout+stderr.
-# Ends with summary, which prints "<file>: N passed, N failed" and sets the exit status.
+# Ends with summary, which prints "<file>: N passed, N failed" (and ", N skipped (why)")
+# and sets the exit status.
 passed=0
 failed=0
 work=$(mktemp -d /tmp/capsnet-cli.XXXXXX)
@@ -33,8 +34,17 @@ assert() {
     fi
 }
 
+# A test that cannot run here (no PyTorch, say) adds to skipped and says why; tests/run.sh
+# counts them as skipped, never as passed.
+skipped=0
+why=""
 summary() {
-    printf '%s: %d passed, %d failed\n' "$0" "$passed" "$failed"
+    if [ "$skipped" -gt 0 ]; then
+        printf '%s: %d passed, %d failed, %d skipped (%s)\n' "$0" "$passed" "$failed" \
+            "$skipped" "$why"
+    else
+        printf '%s: %d passed, %d failed\n' "$0" "$passed" "$failed"
+    fi
     [ "$failed" -eq 0 ]
 }
 
