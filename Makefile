@@ -7,7 +7,8 @@
 #                     libmicrohttpd, cJSON (FIGURES=0)
 #   make lib-test     make lib, then its tests
 #   make install      the libraries (libcapsnet.so with a soname, libcapsnet.a), capsnet.h,
-#                     capsnet.pc and the program, under PREFIX (/usr/local); DESTDIR too
+#                     capsnet.pc, the program and the PyTorch bridge (share/capsnet), under
+#                     PREFIX (/usr/local); DESTDIR too
 #   make cuda-emu     the CUDA backend's code on a CPU stand-in for CUDA (tests/cuda_emu/),
 #                     tests/test_cuda.c under ASan + UBSan: no GPU needed
 #   make asan         the suite under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -42,6 +43,7 @@ PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share
 
 # The library's version, from its header; the soname carries the major number.
 VERSION := $(shell sed -n 's/^\#define CAPSNET_VERSION_STRING "\(.*\)"/\1/p' include/capsnet.h)
@@ -125,7 +127,7 @@ endif
 WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
 # The program: the core commands always; the pictures, report and explorer with FIGURES=1,
 # else no_figures.c says they are not built.
-CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench
+CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench cmd_export
 FIG_TOOLS  := cmd_figures cmd_report cmd_serve web_assets
 FIG_LIB_OBJ := $(BUILD)/tools/figure.o $(BUILD)/tools/visualize.o
 ifeq ($(FIGURES),1)
@@ -217,7 +219,8 @@ $(BUILD)/capsnet.pc: capsnet.pc.in $(FLAGS_STAMP)
 	    -e 's|@VERSION@|$(VERSION)|; s|@LIBS_PRIVATE@|$(strip $(LDFLAGS) $(LDLIBS))|' $< > $@
 
 install: $(PROGRAM) $(LIBS) $(BUILD)/capsnet.pc
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(DATADIR)/capsnet
 	install -m 755 $(PROGRAM) $(DESTDIR)$(BINDIR)/capsnet
 	install -m 644 $(BUILD)/libcapsnet.a $(DESTDIR)$(LIBDIR)/libcapsnet.a
 	install -m 755 $(BUILD)/libcapsnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libcapsnet.so.$(VERSION)
@@ -225,6 +228,7 @@ install: $(PROGRAM) $(LIBS) $(BUILD)/capsnet.pc
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcapsnet.so
 	install -m 644 include/capsnet.h $(DESTDIR)$(INCLUDEDIR)/capsnet.h
 	install -m 644 $(BUILD)/capsnet.pc $(DESTDIR)$(LIBDIR)/pkgconfig/capsnet.pc
+	install -m 644 python/capsnet_torch.py $(DESTDIR)$(DATADIR)/capsnet/capsnet_torch.py
 
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 test

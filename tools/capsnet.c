@@ -6,6 +6,7 @@
  *   capsnet test     accuracy, per-class accuracy, loss and confusion matrix of a model
  *   capsnet predict  classify 28x28 PNG or PGM images
  *   capsnet info     what a model file holds
+ *   capsnet export   the weights as safetensors, the network as ONNX
  *   capsnet bench    training and inference speed, per layer
  *   capsnet reconstruct, perturb, show, report: figures (PNG) and an HTML report
  *   capsnet serve    the capsule explorer, a local web page
@@ -31,6 +32,7 @@ static const char main_usage[] =
     "  test      accuracy, per-class accuracy and confusion matrix of a model\n"
     "  predict   classify PNG or PGM images\n"
     "  info      show what a model file holds\n"
+    "  export    a model for PyTorch and ONNX users (safetensors, ONNX)\n"
     "  bench     measure training and inference speed on this machine\n"
     "\n"
     "Pictures (PNG files, and an HTML report):\n"
@@ -67,6 +69,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "test") == 0) return cmd_test(argc - 1, argv + 1);
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
     if (strcmp(cmd, "perturb") == 0) return cmd_perturb(argc - 1, argv + 1);

@@ -1,0 +1,233 @@
+/*
+ * cmd_export.c: capsnet export, a model's weights for the tools people use outside capsnet.
+ *
+ *   --format safetensors  the 11 parameter tensors in Hugging Face's safetensors layout,
+ *                         written here: 8 bytes (u64, little-endian) of header length n,
+ *                         n bytes of JSON {name: {"dtype": "F32", "shape": [...],
+ *                         "data_offsets": [begin, end]}, "__metadata__": {...}} padded
+ *                         with spaces to a multiple of 8, then the tensors' bytes. The
+ *                         names and shapes are those of the PyTorch module in
+ *                         python/capsnet_torch.py, so torch's load_state_dict takes it as is.
+ *   --format onnx         the inference network (routing unrolled, lengths and the
+ *                         reconstruction as outputs) through that module and PyTorch's own
+ *                         exporter, torch.onnx.export: capsnet runs the Python bridge with
+ *                         Debian's python3-torch. The ONNX graph format is PyTorch's to get
+ *                         right; writing its protobuf here would be a second copy of the
+ *                         network to keep equal to the first.
+ *
+ * Both write atomically: a temporary file beside --out, renamed only when complete.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "util.h"
+
+static const char export_usage[] =
+    "Usage: capsnet export --model MODEL --format safetensors|onnx --out FILE\n"
+    "\n"
+    "Writes MODEL's network for other tools. safetensors: the parameters, named as the\n"
+    "PyTorch module of python/capsnet_torch.py names them (torch.nn.Module.load_state_dict\n"
+    "reads them). onnx: the inference network, input 'image' [batch][C][H][W] in [0, 1],\n"
+    "outputs 'lengths' [batch][classes] and 'reconstruction' [batch][pixels], made by\n"
+    "PyTorch's exporter through python/capsnet_torch.py (needs python3-torch; the\n"
+    "interpreter is $CAPSNET_PYTHON, default python3).\n"
+    "\n"
+    "Options:\n";
+
+/* ------------------------------------------------------------------------ safetensors */
+
+/* The module's names for the 11 tensors, in arena order (capsnet.h). */
+static const char *const torch_names[CAPS_NUM_PARAM_TENSORS] = {
+    "conv1.weight",      "conv1.bias",     "primary_caps.weight", "primary_caps.bias",
+    "digit_caps.weight", "decoder.0.weight", "decoder.0.bias",    "decoder.2.weight",
+    "decoder.2.bias",    "decoder.4.weight", "decoder.4.bias"};
+
+/* Each tensor's shape (PyTorch layout, capsnet.h); returns the number of dimensions. */
+static int tensor_shape(const caps_config *c, int t, int shape[4]) {
+    int C1 = c->conv1_channels, K1 = c->conv1_kernel, K2 = c->primary_kernel;
+    int TD = c->primary_types * c->primary_dim, JE = c->num_classes * c->digit_dim;
+    int H1 = c->decoder_hidden1, H2 = c->decoder_hidden2, P = caps_image_pixels(c);
+    const int shapes[CAPS_NUM_PARAM_TENSORS][5] = {
+        {4, C1, c->in_channels, K1, K1},                                      /* conv1.weight */
+        {1, C1},                                                              /* conv1.bias */
+        {4, TD, C1, K2, K2},                                                  /* primary_caps */
+        {1, TD},
+        {4, caps_num_primary(c), c->num_classes, c->digit_dim, c->primary_dim}, /* W_ij */
+        {2, H1, JE}, {1, H1}, {2, H2, H1}, {1, H2}, {2, P, H2}, {1, P},       /* decoder */
+    };
+    memcpy(shape, shapes[t] + 1, 4 * sizeof(int));
+    return shapes[t][0];
+}
+
+/* Appends printf output to buf[*n], growing it; 0 when out of memory. */
+static int append(char **buf, size_t *n, size_t *cap, const char *fmt, ...) CAPS_PRINTF(4, 5);
+static int append(char **buf, size_t *n, size_t *cap, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(*buf + *n, *cap - *n, fmt, ap);
+        va_end(ap);
+        if (k < 0) return 0;
+        if ((size_t)k < *cap - *n) {
+            *n += (size_t)k;
+            return 1;
+        }
+        size_t cap2 = *cap * 2 + (size_t)k;
+        char *b = realloc(*buf, cap2);
+        if (!b) return 0;
+        *buf = b, *cap = cap2;
+    }
+}
+
+static int write_safetensors(capsnet *m, const char *model, const char *path) {
+    const caps_config *c = capsnet_config(m);
+    size_t cap = 4096, n = 0, offset = 0;
+    char *json = malloc(cap);
+    int ok = json != NULL && append(&json, &n, &cap, "{");
+    for (int t = 0; ok && t < CAPS_NUM_PARAM_TENSORS; t++) {
+        int shape[4], nd = tensor_shape(c, t, shape);
+        size_t bytes = capsnet_param_size(m, t) * sizeof(float), elems = 1;
+        ok = append(&json, &n, &cap, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", t ? "," : "",
+                    torch_names[t]);
+        for (int d = 0; ok && d < nd; d++) {
+            ok = append(&json, &n, &cap, "%s%d", d ? "," : "", shape[d]);
+            elems *= (size_t)shape[d];
+        }
+        CAPS_ASSERT(elems == capsnet_param_size(m, t)); /* the shapes above are the arena's */
+        ok = ok && append(&json, &n, &cap, "],\"data_offsets\":[%zu,%zu]}", offset, offset + bytes);
+        offset += bytes;
+    }
+    ok = ok && append(&json, &n, &cap,
+                      ",\"__metadata__\":{\"format\":\"pt\",\"source\":\"capsnet\","
+                      "\"routing\":\"%s\",\"config\":\"", caps_routing_name(c->routing));
+    for (int k = 0; ok && k < CAPS_CONFIG_FIELDS; k++)
+        ok = append(&json, &n, &cap, "%s%s=%d", k ? "," : "", caps_config_field_name(k),
+                    caps_config_get(c, k));
+    ok = ok && append(&json, &n, &cap, "\"}}");
+    while (ok && n % 8) ok = append(&json, &n, &cap, " "); /* the tensors start 8-aligned */
+    size_t P = capsnet_num_params(m);
+    float *w = ok ? malloc(P * sizeof(float)) : NULL;
+    caps_error err;
+    if (!w) {
+        free(json);
+        return fail_runtime("out of memory");
+    }
+    int rc = capsnet_read(m, CAPS_PARAMS, 0, P, w, &err);
+    caps_atomic_file af;
+    if (rc == CAPS_OK) rc = caps_atomic_open(&af, path, &err);
+    if (rc == CAPS_OK) {
+        unsigned char len[8];
+        for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)n >> (8 * i));
+        fwrite(len, 1, 8, af.f);
+        fwrite(json, 1, n, af.f);
+        fwrite(w, sizeof(float), P, af.f); /* little-endian IEEE floats, as model files */
+        rc = caps_atomic_commit(&af, &err);
+    }
+    free(w);
+    free(json);
+    if (rc) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    printf("wrote %s: %d tensors, %zu parameters of %s (safetensors, F32)\n", path,
+           CAPS_NUM_PARAM_TENSORS, P, model);
+    return EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------ onnx */
+
+/* python/capsnet_torch.py: beside the program (a source tree), or in ../share/capsnet
+ * (an installed one); $CAPSNET_TORCH names it directly. */
+static int find_bridge(char *out, size_t n) {
+    const char *env = getenv("CAPSNET_TORCH");
+    if (env && *env) {
+        snprintf(out, n, "%s", env);
+        return access(out, R_OK) == 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0) return 0;
+    exe[k] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    static const char *const rel[] = {"/python/capsnet_torch.py", "/../python/capsnet_torch.py",
+                                      "/../share/capsnet/capsnet_torch.py"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        snprintf(out, n, "%s%s", exe, rel[i]);
+        if (access(out, R_OK) == 0) return 1;
+    }
+    return 0;
+}
+
+static int write_onnx(const char *model, const char *path) {
+    char bridge[PATH_MAX + 64];
+    if (!find_bridge(bridge, sizeof bridge))
+        return fail_runtime("export --format onnx needs python/capsnet_torch.py (beside the "
+                            "program, in ../share/capsnet, or named by $CAPSNET_TORCH); not found");
+    const char *python = getenv("CAPSNET_PYTHON");
+    if (!python || !*python) python = "python3";
+    /* The bridge writes a temporary file beside path; it becomes path only on success. */
+    char tmp[PATH_MAX + 64];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return fail_runtime("cannot start %s (%s)", python, strerror(errno));
+    if (pid == 0) {
+        execlp(python, python, bridge, "onnx", model, tmp, (char *)NULL);
+        fprintf(stderr, "capsnet: error: cannot run %s (%s); install python3 and python3-torch "
+                        "(or set CAPSNET_PYTHON)\n", python, strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return fail_runtime("waiting for %s: %s", python, strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        unlink(tmp);
+        return fail_runtime("%s: ONNX export failed (%s %s onnx exited with %s %d)", path, python,
+                            bridge, WIFEXITED(status) ? "status" : "signal",
+                            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return fail_runtime("%s: cannot rename the finished export into place (%s)", path,
+                            strerror(e));
+    }
+    printf("wrote %s: the inference network of %s (ONNX, by torch.onnx.export)\n", path, model);
+    return EXIT_SUCCESS;
+}
+
+int cmd_export(int argc, char **argv) {
+    const char *model = NULL, *format = NULL, *out = NULL;
+    option opts[] = {
+        {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
+        {"format", OPT_STRING, &format, 0, 0, "safetensors|onnx", "what to write (required)", 0},
+        {"out", OPT_STRING, &out, 0, 0, "FILE", "output file (required)", 0},
+    };
+    int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
+    char *pos[1];
+    int rc = parse_command("export", export_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
+    if (done) return rc;
+    if (!model || !format || !out)
+        return fail_usage("export", "--%s is required",
+                          !model ? "model" : !format ? "format" : "out");
+    int onnx = strcmp(format, "onnx") == 0;
+    if (!onnx && strcmp(format, "safetensors") != 0)
+        return fail_usage("export", "unknown --format '%s' (expected safetensors or onnx)", format);
+    /* Load first on both paths: a bad model file gets capsnet's own message. */
+    caps_error err;
+    capsnet *m = NULL;
+    if (caps_model_load(&m, NULL, NULL, model, 1, NULL, &err)) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    rc = onnx ? write_onnx(model, out) : write_safetensors(m, model, out);
+    capsnet_free(m);
+    return rc;
+}
