@@ -6,11 +6,12 @@
 #   data: curl, ca-certificates
 #   with --ci, what CI's extra checks use: valgrind, clang and libFuzzer (fuzzing),
 #   Chromium and Node.js (browser checks; the npm packages: cd tests/browser && npm ci),
-#   wrk (load on capsnet serve)
+#   wrk (load on capsnet serve), python3-torch and python3-onnx (the PyTorch bridge and the
+#   ONNX export; the npm package onnxruntime-node runs the export: cd tests/onnx && npm ci)
 set -eu
 packages="build-essential pkg-config libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev libmicrohttpd-dev libcjson-dev ca-certificates curl"
 if [ "${1:-}" = "--ci" ]; then
-    packages="$packages valgrind clang libclang-rt-14-dev chromium wrk"
+    packages="$packages valgrind clang libclang-rt-14-dev chromium wrk python3-torch python3-onnx"
     command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi
 missing=""
