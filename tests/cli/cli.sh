@@ -62,8 +62,8 @@ check "test text" 0 "confusion matrix" -- "$capsnet" test --model "$model" --dat
 check "test json" 0 '^\{"model": .*"accuracy": [0-9.]+, "correct": [0-9]+, "total": 300, .*"per_class": \[\{"class": 0' \
     -- "$capsnet" test --model "$model" --data "$data" --limit 300 --json
 
-# --per-image: every length at full precision; predict on the same digits written as PGM
-# gives the same lengths to the last bit (one pixel scaling on every input path).
+# --per-image: every length at full precision; predict on the same digits written as PNG
+# and PGM gives the same lengths to the last bit (one pixel scaling on every input path).
 check "test --per-image csv" 0 "accuracy" -- "$capsnet" test --model "$model" --data "$data" \
     --limit 300 --per-image "$work/per_image.csv"
 check "per-image header" 0 "^index,label,prediction,length_0,length_1,.*,length_9$" -- \
@@ -76,7 +76,21 @@ check "per-image jsonl line" 0 '^\{"index": 299, "label": [0-9], "prediction": [
 check "per-image unwritable" 1 "nodir/p.csv" -- "$capsnet" test --model "$model" --data "$data" \
     --limit 10 --per-image "$work/nodir/p.csv"
 for i in 0 1 2; do pgm_from_idx "$data/t10k-images-idx3-ubyte.gz" $i "$work/digit$i.pgm"; done
-"$capsnet" predict --model "$model" --json "$work/digit0.pgm" "$work/digit1.pgm" \
+# The first digit as an 8-bit gray PNG too (Python's zlib; PGM where there is no Python).
+first="$work/digit0.pgm"
+if command -v python3 > /dev/null 2>&1 && python3 - "$work/digit0.pgm" "$work/digit0.png" <<'EOF'
+import struct, sys, zlib
+raw = open(sys.argv[1], "rb").read()[-784:]
+rows = b"".join(b"\0" + raw[y * 28:(y + 1) * 28] for y in range(28))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0))
+       + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+open(sys.argv[2], "wb").write(png)
+EOF
+then
+    first="$work/digit0.png"
+fi
+"$capsnet" predict --model "$model" --json "$first" "$work/digit1.pgm" \
     "$work/digit2.pgm" 2>/dev/null | sed -E 's/.*"class": ([0-9]+), "lengths": \[(.*)\]\}/\1,\2/; s/, /,/g' \
     > "$work/predict.txt"
 sed -n '2,4p' "$work/per_image.csv" | cut -d, -f3- > "$work/test3.txt"
