@@ -36,7 +36,7 @@ static const char export_usage[] =
     "reads them). onnx: the inference network, input 'image' [batch][C][H][W] in [0, 1],\n"
     "outputs 'lengths' [batch][classes] and 'reconstruction' [batch][pixels], made by\n"
     "PyTorch's exporter through python/capsnet_torch.py (needs python3-torch; the\n"
-    "interpreter is $CAPSNET_PYTHON, default python3).\n"
+    "interpreter is $CAPSNET_PYTHON, default /usr/bin/python3, where Debian's is).\n"
     "\n"
     "Options:\n";
 
@@ -170,8 +170,11 @@ static int write_onnx(const char *model, const char *path) {
     if (!find_bridge(bridge, sizeof bridge))
         return fail_runtime("export --format onnx needs python/capsnet_torch.py (beside the "
                             "program, in ../share/capsnet, or named by $CAPSNET_TORCH); not found");
+    /* Debian's python3-torch is in the system interpreter, which a pyenv or venv python3
+     * earlier on PATH would hide; CAPSNET_PYTHON chooses another. */
     const char *python = getenv("CAPSNET_PYTHON");
-    if (!python || !*python) python = "python3";
+    if (!python || !*python)
+        python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
     /* The bridge writes a temporary file beside path; it becomes path only on success. */
     char tmp[PATH_MAX + 64];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
