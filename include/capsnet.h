@@ -7,11 +7,11 @@
  *
  * The core library: the configuration (every shape), the model (create, init, forward,
  * backward, Adam step) on a backend (today "cpu"), its parameters behind copy-in / copy-out
- * calls, data files (IDX), images (PNG/PGM), model files, the training and evaluation
- * loops. Figures, the HTML report and the explorer belong to the capsnet program, not here.
- * Library functions never exit: they return CAPS_OK or an error code with a message in a
- * caps_error. docs/architecture.md draws the pieces; `pkg-config --cflags --libs capsnet`
- * builds against an installed copy.
+ * calls, data sets (IDX files, image folders, CIFAR-10), images (PNG/PGM/PPM), model files,
+ * the training and evaluation loops. Figures, the HTML report and the explorer belong to the
+ * capsnet program, not here. Library functions never exit: they return CAPS_OK or an error
+ * code with a message in a caps_error. docs/architecture.md draws the pieces;
+ * `pkg-config --cflags --libs capsnet` builds against an installed copy.
  */
 #ifndef CAPSNET_H
 #define CAPSNET_H
@@ -301,21 +301,51 @@ float caps_rng_normal(caps_rng *r);               /* standard normal (Box-Muller
 
 /* ------------------------------------------------------------------------ data */
 
-/* A labelled image set as stored in IDX files: count images of channels x rows x cols bytes. */
+/* A labelled image set, all of it decoded into memory once (that is the whole cache: every
+ * epoch reads these bytes). The same layout whatever the files were. */
 typedef struct {
     int count;
-    int channels; /* 1 for rank-3 IDX files (MNIST), else the second dimension */
+    int channels; /* 1 for rank-3 IDX files (MNIST) and gray images, 3 for colour */
     int rows;
     int cols;
     uint8_t *images; /* [count][channels][rows][cols] */
     uint8_t *labels; /* [count] */
+    /* The classes' names, label k named class_names[k], when the files name them: the class
+     * folders of an image folder, CIFAR-10's batches.meta.txt. 0 and NULL for IDX files and
+     * for CIFAR-10 without that file. Each name and the array are malloc'ed, freed by
+     * caps_dataset_free. */
+    int num_names;
+    char **class_names; /* [num_names] */
 } caps_dataset;
 
 /* Reads an IDX image file and its label file, gzip-compressed or raw, and validates them
  * (magic, rank, dimensions, equal counts, labels < num_classes, payload length). */
 int caps_idx_load(caps_dataset *ds, const char *images_path, const char *labels_path,
                   int num_classes, caps_error *err);
-/* The MNIST file names in dir: train-images-idx3-ubyte[.gz] etc.; train = 1 or 0 (t10k). */
+
+/* The layouts caps_dataset_load reads; caps_dataset_layout says which dir holds, checking
+ * in this order:
+ *   FOLDER   dir/train/<class>/<image> and dir/test/<class>/<image>, as torchvision's
+ *            ImageFolder: PNG, PGM (P2/P5) or PPM (P3/P6) files (by their .png, .pgm, .ppm
+ *            name, any case; other files are skipped). Classes are the sub-folders sorted by
+ *            strcmp, label k the k-th; the test split must have the same class folders.
+ *            Images of a split are taken in (class, file name) order. Every image must have
+ *            the size and the channels (1 gray, 3 colour; alpha composited on black) of the
+ *            first: nothing is resized or converted, so an odd file is an error naming it.
+ *            At most 256 classes (labels are bytes).
+ *   CIFAR10  dir/data_batch_1.bin .. data_batch_5.bin (train), dir/test_batch.bin (test),
+ *            CIFAR-10's binary version: records of a label byte (0..9) and 32x32 red, green
+ *            and blue planes; class names from dir/batches.meta.txt when it is there.
+ *   IDX      dir/train-images-idx3-ubyte[.gz] etc. (MNIST's names; t10k-* for test), the
+ *            layout when neither of the others is found (so its "no such file" errors name
+ *            the IDX files). */
+enum { CAPS_LAYOUT_IDX = 0, CAPS_LAYOUT_FOLDER = 1, CAPS_LAYOUT_CIFAR10 = 2 };
+int caps_dataset_layout(const char *dir);
+/* "idx", "folder", "cifar10" for the layouts above; NULL for another number. */
+const char *caps_layout_name(int layout);
+/* Reads the training (train = 1) or test (0) split of the data set in dir, whichever of the
+ * layouts above it is. Labels must be < num_classes (an image folder with more class folders
+ * is an error saying how many there are). */
 int caps_dataset_load(caps_dataset *ds, const char *dir, int train, int num_classes,
                       caps_error *err);
 void caps_dataset_free(caps_dataset *ds);
@@ -466,6 +496,13 @@ int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, ca
 /* Reads a grayscale PNG or PGM (P2/P5) of exactly h x w pixels into out [h*w] scaled to
  * [0, 1]. Colour PNGs are converted to gray; other sizes and formats are an error. */
 int caps_image_load(const char *path, float *out, int h, int w, caps_error *err);
+/* Reads a PNG, PGM (P2/P5) or PPM (P3/P6) as 8-bit samples with its channels kept: *bytes
+ * [*channels][*h][*w] (malloc'ed; free it), *channels 1 for gray (and gray + alpha, composited
+ * on black) or 3 for colour (RGB, RGBA composited on black). Samples of more than 8 bits are
+ * rounded to 8. want_h, want_w: the size required (else CAPS_ERR_FORMAT "wrong image size"),
+ * or both 0 for any size. */
+int caps_image_read_u8(const char *path, int want_h, int want_w, int *h, int *w, int *channels,
+                       uint8_t **bytes, caps_error *err);
 /* Writes an 8-bit grayscale PNG, atomically (temporary file, fsync, rename). */
 int caps_image_write_png(const char *path, const uint8_t *pixels, int h, int w,
                          caps_error *err);

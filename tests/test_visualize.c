@@ -33,7 +33,8 @@ static capsnet *tiny_model(void) {
 }
 
 static caps_dataset images(void) {
-    caps_dataset ds = {NIMG, 1, S, S, malloc(NIMG * S * S), malloc(NIMG)};
+    caps_dataset ds = {.count = NIMG, .channels = 1, .rows = S, .cols = S,
+                       .images = malloc(NIMG * S * S), .labels = malloc(NIMG)};
     caps_rng r;
     caps_rng_seed(&r, 4, 4);
     for (int k = 0; k < NIMG * S * S; k++) ds.images[k] = (uint8_t)caps_rng_below(&r, 256);

@@ -36,8 +36,10 @@ static int file_exists(const char *path) {
 static const char train_usage[] =
     "Usage: capsnet train [--data DIR] [--out MODEL] [options]\n"
     "\n"
-    "Trains the capsule network of Sabour et al. (2017) on an IDX data set in DIR\n"
-    "(train-images-idx3-ubyte[.gz] etc., as scripts/get-data.sh writes them). After every\n"
+    "Trains the capsule network of Sabour et al. (2017) on the data set in DIR: IDX files\n"
+    "(train-images-idx3-ubyte[.gz] etc., as scripts/get-data.sh writes them), image folders\n"
+    "(DIR/train/<class>/*.png|pgm|ppm, DIR/test/<class>/...; pass --classes N for N folders)\n"
+    "or CIFAR-10's binary batches; `capsnet data --check DIR` tells which. After every\n"
     "epoch it evaluates the test set, saves MODEL atomically (weights, Adam state, log) and\n"
     "appends a line to the CSV log beside it (MODEL with .csv for .caps).\n"
     "Ctrl-C finishes the current step, saves, and tells how to resume.\n"
@@ -142,6 +144,11 @@ int cmd_train(int argc, char **argv) {
         print_error(&err);
         goto done;
     }
+    /* Image folders name their classes: fewer than the network's loads (the extra capsules
+     * just never win), but is rarely what was meant. */
+    if (train.num_names > 0 && train.num_names < classes)
+        fprintf(stderr, "capsnet: warning: %s has %d classes, the network %d (--classes %d)\n",
+                data, train.num_names, classes, train.num_names);
     if (!m) {
         caps_config cfg;
         caps_config_mnist(&cfg);
