@@ -18,6 +18,7 @@
  * Both write atomically: a temporary file beside --out, renamed only when complete.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -182,6 +183,9 @@ static int write_onnx(const char *model, const char *path) {
     pid_t pid = fork();
     if (pid < 0) return fail_runtime("cannot start %s (%s)", python, strerror(errno));
     if (pid == 0) {
+        /* The bridge's "wrote <temporary file>" is not for the user; its errors are. */
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0 && dup2(null, STDOUT_FILENO) >= 0 && null != STDOUT_FILENO) close(null);
         execlp(python, python, bridge, "onnx", model, tmp, (char *)NULL);
         fprintf(stderr, "capsnet: error: cannot run %s (%s); install python3 and python3-torch "
                         "(or set CAPSNET_PYTHON)\n", python, strerror(errno));

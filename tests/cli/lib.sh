@@ -34,6 +34,13 @@ assert() {
     fi
 }
 
+# save_output FILE COMMAND...: runs COMMAND with its standard output in FILE (for check).
+save_output() {
+    file=$1
+    shift
+    "$@" > "$file"
+}
+
 # A test that cannot run here (no PyTorch, say) adds to skipped and says why; tests/run.sh
 # counts them as skipped, never as passed.
 skipped=0

@@ -45,11 +45,6 @@ timed() {
     echo "($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
     return $rc
 }
-save_output() { # FILE COMMAND...: runs COMMAND with its standard output in FILE
-    file=$1
-    shift
-    "$@" > "$file"
-}
 
 # ---------------------------------------------------------------- without training
 fresh="$work/fresh.caps"

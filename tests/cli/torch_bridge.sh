@@ -198,11 +198,6 @@ export BRIDGE_DIR="$root/python" DATA="$data"
 checks() { "$py" "$work/checks.py" "$@"; }
 bridge() { "$py" "$bridge" "$@"; }
 size_of() { wc -c < "$1" | tr -d ' '; }
-save_output() { # FILE COMMAND...: runs COMMAND with its standard output in FILE
-    file=$1
-    shift
-    "$@" > "$file"
-}
 
 # ---------------------------------------------------------------- without training
 fresh="$work/fresh.caps"
