@@ -154,6 +154,23 @@ const char *capsnet_backend(const capsnet *m); /* "cpu" or "cuda" */
  * CPU backend never fails. */
 int capsnet_status(const capsnet *m, caps_error *err);
 
+/* The names of a model's classes ("Sandal" for Fashion-MNIST's class 5): the class folders it
+ * was trained on, CIFAR-10's batches.meta.txt, a names file. Model files keep them (version
+ * 3); a model without names (older files, IDX data without a names file) prints numbers. */
+#define CAPS_CLASS_NAME_MAX 128 /* bytes of a name, its NUL included */
+/* Sets the names: names[k] for class k, n = the model's num_classes; n = 0 (names NULL)
+ * removes them. Each name 1 to CAPS_CLASS_NAME_MAX-1 bytes with no control characters (bytes
+ * below 0x20, 0x7f); other bytes, UTF-8 say, pass through. CAPS_ERR_ARG naming the class
+ * otherwise, and the model's names are left as they were. */
+int caps_set_class_names(capsnet *m, int n, const char *const *names, caps_error *err);
+/* The name of class k; NULL when the model has no names or k is not a class. */
+const char *caps_class_name(const capsnet *m, int k);
+/* Reads a names file: one name per line ('\n' or "\r\n"), blank lines at the end ignored,
+ * each name as caps_set_class_names takes it. *names (n malloc'ed strings and the array) is
+ * freed with caps_class_names_free. CAPS_ERR_IO / CAPS_ERR_FORMAT naming the file and line. */
+int caps_class_names_read(const char *path, int *n, char ***names, caps_error *err);
+void caps_class_names_free(int n, char **names);
+
 /* ------------------------------------------------------------------------ parameters */
 
 /* The model's four arrays of num_params floats each, in the same tensor order: the
@@ -496,6 +513,13 @@ int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, ca
 /* Reads a grayscale PNG or PGM (P2/P5) of exactly h x w pixels into out [h*w] scaled to
  * [0, 1]. Colour PNGs are converted to gray; other sizes and formats are an error. */
 int caps_image_load(const char *path, float *out, int h, int w, caps_error *err);
+/* Reads a PNG, PGM or PPM of exactly h x w pixels into out [channels][h][w] scaled to [0, 1]
+ * (b / 255, as the data sets), for a model of `channels` input channels: 1 converts colour
+ * to gray as caps_image_load does; 3 takes a colour image's red, green and blue planes and
+ * repeats a gray image's plane three times (as PIL's convert("RGB")). Other channel counts,
+ * sizes and formats are CAPS_ERR_FORMAT / CAPS_ERR_ARG naming the file. */
+int caps_image_load_channels(const char *path, float *out, int channels, int h, int w,
+                             caps_error *err);
 /* Reads a PNG, PGM (P2/P5) or PPM (P3/P6) as 8-bit samples with its channels kept: *bytes
  * [*channels][*h][*w] (malloc'ed; free it), *channels 1 for gray (and gray + alpha, composited
  * on black) or 3 for colour (RGB, RGBA composited on black). Samples of more than 8 bits are
