@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz/make_corpus.sh: regenerates the seed corpora in fuzz/corpus/{idx,model,image}.
+# fuzz/make_corpus.sh: regenerates the seed corpora in fuzz/corpus/{idx,model,image,data}.
 # Not needed to fuzz (the seeds are committed); run it from the repository root after a
 # format change. Needs python3 and a C compiler; model seeds are written by the library's
 # own caps_model_save, so they are exactly what capsnet writes.
@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 out=fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rm -f "$out"/idx/* "$out"/model/* "$out"/image/*
-mkdir -p "$out"/idx "$out"/model "$out"/image
+rm -f "$out"/idx/* "$out"/model/* "$out"/image/* "$out"/data/*
+mkdir -p "$out"/idx "$out"/model "$out"/image "$out"/data
 
 # ---------------------------------------------------------------- model files (C, the library)
 cat > "$tmp/gen_model.c" <<'EOF'
@@ -208,6 +208,28 @@ put("image", "p2_over_maxval", bytes([0x23]) + pgm("P2", 4, 3, 9, [0] * 11 + [10
 put("image", "pgm_huge_header", b"\0" + b"P5 99999999999999999999 28 255\n")
 put("image", "jpeg", b"\0\xff\xd8\xff\xe0\0\x10JFIF\0")
 put("image", "empty", b"\0")
+# Data sets (fuzz_data): byte 0 picks the reader, 0 CIFAR-10 batch, 1 names file, 2 image.
+rec = lambda label, k: bytes([label]) + bytes(((i * 7 + k * 31) & 255) for i in range(3072))
+put("data", "cifar_2_records", b"\0" + rec(3, 0) + rec(9, 1))
+put("data", "cifar_label_10", b"\0" + rec(10, 0))
+put("data", "cifar_short", b"\0" + rec(1, 0)[:-1])
+put("data", "names_fashion", b"\1" + "T-shirt/top\nTrouser\nPullover\nDress\nCoat\nSandal\nShirt\nSneaker\nBag\nAnkle boot\n".encode())
+put("data", "names_cifar_meta", b"\1airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n")
+put("data", "names_crlf_utf8", b"\1ch\xc3\xa2teau\r\nstra\xc3\x9fe\r\n")
+put("data", "names_blank_middle", b"\1cat\n\ndog\n")
+put("data", "names_control", b"\1cat\x01\ndog\n")
+put("data", "names_long", b"\1" + b"x" * 200 + b"\n")
+def ppm(magic, w, h, maxval, vals):
+    head = f"{magic}\n{w} {h}\n{maxval}\n".encode()
+    if magic == "P3":
+        return head + " ".join(str(v) for v in vals).encode() + b"\n"
+    return head + b"".join(struct.pack(">H" if maxval > 255 else "B", v) for v in vals)
+put("data", "ppm_p6_5x4", b"\2" + ppm("P6", 5, 4, 255, [(k * 13) & 255 for k in range(60)]))
+put("data", "ppm_p6_16bit", b"\2" + ppm("P6", 3, 2, 65535, [k * 3000 for k in range(18)]))
+put("data", "ppm_p3_2x2", b"\2" + ppm("P3", 2, 2, 7, [k % 8 for k in range(12)]))
+put("data", "ppm_truncated", b"\2" + ppm("P6", 5, 4, 255, [1] * 60)[:-3])
+put("data", "png_rgba_6x3", b"\2" + png(6, 3, 6, 8, lambda x, y: (x * 40, y * 80, 7, 128)))
+put("data", "pgm_3x3", b"\2" + pgm("P5", 3, 3, 255, list(range(9))))
 EOF
 ls "$out"/* | wc -l
 du -sh "$out"

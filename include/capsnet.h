@@ -21,10 +21,10 @@
 
 /* The version of this header; capsnet_version() says which library is linked. The major
  * number changes when a call or a struct changes incompatibly (it is the soname's). */
-#define CAPSNET_VERSION_MAJOR 0
-#define CAPSNET_VERSION_MINOR 2
+#define CAPSNET_VERSION_MAJOR 1
+#define CAPSNET_VERSION_MINOR 0
 #define CAPSNET_VERSION_PATCH 0
-#define CAPSNET_VERSION_STRING "0.2.0"
+#define CAPSNET_VERSION_STRING "1.0.0"
 #define CAPSNET_VERSION_NUMBER \
     (CAPSNET_VERSION_MAJOR * 10000 + CAPSNET_VERSION_MINOR * 100 + CAPSNET_VERSION_PATCH)
 
@@ -37,7 +37,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 #endif
 
-/* "0.2.0": the version of the library linked (CAPSNET_VERSION_STRING of its build). */
+/* "1.0.0": the version of the library linked (CAPSNET_VERSION_STRING of its build). */
 const char *capsnet_version(void);
 
 /* ------------------------------------------------------------------------ errors */
@@ -318,6 +318,9 @@ float caps_rng_normal(caps_rng *r);               /* standard normal (Box-Muller
 
 /* ------------------------------------------------------------------------ data */
 
+/* Labels are bytes: a data set has at most this many classes. */
+#define CAPS_DATA_MAX_CLASSES 256
+
 /* A labelled image set, all of it decoded into memory once (that is the whole cache: every
  * epoch reads these bytes). The same layout whatever the files were. */
 typedef struct {
@@ -355,7 +358,9 @@ int caps_idx_load(caps_dataset *ds, const char *images_path, const char *labels_
  *            and blue planes; class names from dir/batches.meta.txt when it is there.
  *   IDX      dir/train-images-idx3-ubyte[.gz] etc. (MNIST's names; t10k-* for test), the
  *            layout when neither of the others is found (so its "no such file" errors name
- *            the IDX files). */
+ *            the IDX files); class names from dir/class-names.txt when it is there (one a
+ *            line, as caps_class_names_read reads them; get-data.sh fashion writes it).
+ * Where names are given, every label must have one. */
 enum { CAPS_LAYOUT_IDX = 0, CAPS_LAYOUT_FOLDER = 1, CAPS_LAYOUT_CIFAR10 = 2 };
 int caps_dataset_layout(const char *dir);
 /* "idx", "folder", "cifar10" for the layouts above; NULL for another number. */

@@ -31,7 +31,6 @@
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)                         /* 3073 */
 #define CIFAR_CLASSES 10
 #define CIFAR_TRAIN_BATCHES 5
-#define CIFAR_NAME_MAX 256 /* longest line of batches.meta.txt we keep */
 
 static void cifar_hint_fetch(caps_error *err) {
     caps_hint(err, "CIFAR-10's binary version is cifar-10-binary.tar.gz from "
@@ -115,64 +114,6 @@ done:
     return rc;
 }
 
-/* batches.meta.txt: the class names, one a line; empty lines (the file ends with some) are
- * skipped, trailing spaces and '\r' dropped. Absent: no names, not an error. */
-static int cifar_read_names(caps_dataset *ds, const char *dir, caps_error *err) {
-    char path[CAPS_DATA_PATH_MAX];
-    int rc = caps_data_join(path, dir, "batches.meta.txt", err);
-    if (rc) return rc;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT) return CAPS_OK;
-        return caps_fail(err, CAPS_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    }
-    char **names = calloc(CIFAR_CLASSES, sizeof *names);
-    int n = 0;
-    char line[CIFAR_NAME_MAX + 2];
-    if (!names) rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory", path);
-    while (!rc && fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            rc = caps_fail(err, CAPS_ERR_FORMAT,
-                           "%s: line %d too long (expected a class name of at most %d bytes)",
-                           path, n + 1, CIFAR_NAME_MAX);
-            break;
-        }
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
-                           line[len - 1] == ' ' || line[len - 1] == '\t'))
-            line[--len] = '\0';
-        if (len == 0) continue;
-        if (n == CIFAR_CLASSES) {
-            n++;
-            break;
-        }
-        names[n] = malloc(len + 1);
-        if (!names[n]) {
-            rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory", path);
-            break;
-        }
-        memcpy(names[n++], line, len + 1);
-    }
-    if (!rc && ferror(f)) rc = caps_fail(err, CAPS_ERR_IO, "%s: read failed", path);
-    if (!rc && n < CIFAR_CLASSES)
-        rc = caps_fail(err, CAPS_ERR_FORMAT,
-                       "%s: too few class names (expected %d lines, got %d)", path,
-                       CIFAR_CLASSES, n);
-    if (!rc && n > CIFAR_CLASSES)
-        rc = caps_fail(err, CAPS_ERR_FORMAT,
-                       "%s: too many class names (expected %d lines, got more)", path,
-                       CIFAR_CLASSES);
-    fclose(f);
-    if (rc) {
-        for (int k = 0; names && k < CIFAR_CLASSES; k++) free(names[k]);
-        free(names);
-        return rc;
-    }
-    ds->num_names = CIFAR_CLASSES;
-    ds->class_names = names;
-    return CAPS_OK;
-}
-
 int caps_cifar_load(caps_dataset *ds, const char *dir, int train, int num_classes,
                     caps_error *err) {
     CAPS_ASSERT(ds != NULL && dir != NULL);
@@ -192,7 +133,8 @@ int caps_cifar_load(caps_dataset *ds, const char *dir, int train, int num_classe
         rc = caps_data_join(path, dir, name, err);
         if (!rc) rc = cifar_read_file(&d, path, num_classes, err);
     }
-    if (!rc) rc = cifar_read_names(&d, dir, err);
+    /* batches.meta.txt: the ten names, one a line (it ends with blank lines); optional. */
+    if (!rc) rc = caps_data_read_names(&d, dir, "batches.meta.txt", CIFAR_CLASSES, err);
     if (rc) {
         caps_dataset_free(&d);
         return rc;

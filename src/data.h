@@ -26,4 +26,9 @@ int caps_cifar_load(caps_dataset *ds, const char *dir, int train, int num_classe
  * does not fit. */
 int caps_data_join(char *out, const char *dir, const char *name, caps_error *err);
 
+/* Reads dir/name, when it is there, as ds's class names (caps_class_names_read's rules);
+ * want: the number of names it must hold, 0 for any. No such file: no names, CAPS_OK. */
+int caps_data_read_names(caps_dataset *ds, const char *dir, const char *name, int want,
+                         caps_error *err);
+
 #endif /* CAPS_DATA_H */

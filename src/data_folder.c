@@ -37,7 +37,6 @@
 #include "data.h"
 #include "util.h"
 
-#define FOLDER_MAX_CLASSES 256 /* caps_dataset labels are bytes */
 
 /* A growing array of malloc'ed strings. */
 typedef struct {
@@ -290,17 +289,17 @@ int caps_folder_load(caps_dataset *ds, const char *dir, int train, int num_class
         if (rc) goto done;
     }
     int J = classes.count;
-    if (J > FOLDER_MAX_CLASSES || J > num_classes) {
-        int most = num_classes < FOLDER_MAX_CLASSES ? num_classes : FOLDER_MAX_CLASSES;
+    if (J > CAPS_DATA_MAX_CLASSES || J > num_classes) {
+        int most = num_classes < CAPS_DATA_MAX_CLASSES ? num_classes : CAPS_DATA_MAX_CLASSES;
         rc = caps_fail(err, CAPS_ERR_FORMAT,
                        "%s: too many class folders (expected at most %d, got %d)", split, most,
                        J);
-        if (J <= FOLDER_MAX_CLASSES)
+        if (J <= CAPS_DATA_MAX_CLASSES)
             caps_hint(err, "the network has %d classes; train with --classes %d for these %d "
                            "folders (capsnet train takes 10 unless told)",
                       num_classes, J, J);
         else
-            caps_hint(err, "labels are bytes: at most %d classes", FOLDER_MAX_CLASSES);
+            caps_hint(err, "labels are bytes: at most %d classes", CAPS_DATA_MAX_CLASSES);
         goto done;
     }
     start = malloc(((size_t)J + 1) * sizeof *start);

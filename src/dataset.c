@@ -8,8 +8,11 @@
  *   dir/data_batch_1.bin or dir/test_batch.bin -> CIFAR-10 binary (cifar.c)
  *   otherwise                                  -> IDX files (idx.c), whose "no such file"
  *                                                 message and hint then name the MNIST files,
- *                                                 as before the other layouts existed.
+ *                                                 as before the other layouts existed;
+ *                                                 names from dir/class-names.txt.
+ * Whichever layout named the classes, every label must have a name.
  */
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -53,15 +56,60 @@ const char *caps_layout_name(int layout) {
     }
 }
 
+int caps_data_read_names(caps_dataset *ds, const char *dir, const char *name, int want,
+                         caps_error *err) {
+    char path[CAPS_DATA_PATH_MAX];
+    struct stat st;
+    int rc = caps_data_join(path, dir, name, err);
+    if (rc) return rc;
+    if (stat(path, &st) != 0 && errno == ENOENT) return CAPS_OK;
+    int n = 0;
+    char **names = NULL;
+    if ((rc = caps_class_names_read(path, &n, &names, err))) return rc;
+    if (want > 0 && n != want) {
+        caps_class_names_free(n, names);
+        return caps_fail(err, CAPS_ERR_FORMAT,
+                         "%s: wrong number of class names (expected %d, one a line, got %d)",
+                         path, want, n);
+    }
+    if (n > CAPS_DATA_MAX_CLASSES) {
+        caps_class_names_free(n, names);
+        return caps_fail(err, CAPS_ERR_FORMAT,
+                         "%s: too many class names (expected at most %d, got %d)", path,
+                         CAPS_DATA_MAX_CLASSES, n);
+    }
+    ds->num_names = n;
+    ds->class_names = names;
+    return CAPS_OK;
+}
+
+/* Every label of ds has a name, where ds has names. */
+static int dataset_check_names(const caps_dataset *ds, const char *dir, caps_error *err) {
+    for (int i = 0; ds->num_names > 0 && i < ds->count; i++)
+        if (ds->labels[i] >= ds->num_names)
+            return caps_fail(err, CAPS_ERR_FORMAT,
+                             "%s: label %d of image %d has no class name (expected labels 0 "
+                             "to %d, as many as the names)",
+                             dir, ds->labels[i], i, ds->num_names - 1);
+    return CAPS_OK;
+}
+
 int caps_dataset_load(caps_dataset *ds, const char *dir, int train, int num_classes,
                       caps_error *err) {
     CAPS_ASSERT(ds != NULL && dir != NULL);
     memset(ds, 0, sizeof *ds);
+    int rc;
     switch (caps_dataset_layout(dir)) {
-    case CAPS_LAYOUT_FOLDER: return caps_folder_load(ds, dir, train, num_classes, err);
-    case CAPS_LAYOUT_CIFAR10: return caps_cifar_load(ds, dir, train, num_classes, err);
-    default: return caps_idx_dir_load(ds, dir, train, num_classes, err);
+    case CAPS_LAYOUT_FOLDER: rc = caps_folder_load(ds, dir, train, num_classes, err); break;
+    case CAPS_LAYOUT_CIFAR10: rc = caps_cifar_load(ds, dir, train, num_classes, err); break;
+    default:
+        rc = caps_idx_dir_load(ds, dir, train, num_classes, err);
+        if (!rc) rc = caps_data_read_names(ds, dir, "class-names.txt", 0, err);
+        break;
     }
+    if (!rc) rc = dataset_check_names(ds, dir, err);
+    if (rc) caps_dataset_free(ds);
+    return rc;
 }
 
 void caps_dataset_free(caps_dataset *ds) {

@@ -541,8 +541,9 @@ TEST(cifar_load) {
     }
     caps_dataset_free(&ds);
 
-    /* batches.meta.txt: names, empty lines and '\r' ignored; the test split gets them too. */
-    const char meta[] = "airplane\r\nautomobile\nbird\ncat\ndeer\n\ndog\nfrog\nhorse\nship\ntruck \n\n";
+    /* batches.meta.txt: names, "\r\n" and the blank lines at its end ignored; the test split
+     * gets them too. */
+    const char meta[] = "airplane\r\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n\n";
     put("cifar/batches.meta.txt", meta, sizeof meta - 1);
     rc = caps_dataset_load(&ds, at("cifar"), 0, 10, &err);
     EXPECT(rc == CAPS_OK, "test split: %s", err.msg);
@@ -583,7 +584,10 @@ TEST(cifar_errors) {
     EXPECT_FOLDER_ERROR("c3", 1, 10, CAPS_ERR_IO, "no such file", "c3/data_batch_4.bin");
     put("c3/batches.meta.txt", "a\nb\n", 4);
     EXPECT_FOLDER_ERROR("c3", 0, 10, CAPS_ERR_FORMAT,
-                        "too few class names (expected 10 lines, got 2)", "c3/batches.meta.txt");
+                        "wrong number of class names (expected 10, one a line, got 2)",
+                        "c3/batches.meta.txt");
+    put("c3/batches.meta.txt", "a\nb\n\nc\n", 7);
+    EXPECT_FOLDER_ERROR("c3", 0, 10, CAPS_ERR_FORMAT, "blank", "c3/batches.meta.txt:3");
 }
 
 /* ------------------------------------------------------------------------ layouts */

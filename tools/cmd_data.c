@@ -12,8 +12,8 @@
 #include "cli.h"
 #include "util.h"
 
-#define DATA_MAX_CLASSES 256 /* labels are bytes */
-#define DATA_TRAIN_CLASSES 10 /* capsnet train's --classes unless given */
+#define DATA_MAX_CLASSES CAPS_DATA_MAX_CLASSES
+#define DATA_TRAIN_CLASSES 10 /* capsnet train's classes when the data names none */
 
 static const char data_usage[] =
     "Usage: capsnet data --check DIR [--json] [--classes N]\n"
@@ -25,7 +25,8 @@ static const char data_usage[] =
     "                 names sorted\n"
     "  CIFAR-10       DIR/data_batch_1.bin .. data_batch_5.bin and test_batch.bin (the binary\n"
     "                 version), class names from batches.meta.txt\n"
-    "  IDX            DIR/train-images-idx3-ubyte[.gz] and the rest of MNIST's files\n"
+    "  IDX            DIR/train-images-idx3-ubyte[.gz] and the rest of MNIST's files, class\n"
+    "                 names from DIR/class-names.txt (one a line) when it is there\n"
     "Every image is decoded, as training will. Prints the layout, per split the images of each\n"
     "class, the image size and channels, and the problems found; exit status 1 if any.\n"
     "\n"
@@ -84,9 +85,11 @@ static void data_print_text(const char *dir, int layout, const data_split *sp, i
             printf("  %5d  %6d  %s\n", j, s->per_class[j], data_class_name(s, &sp[1 - k], j, buf));
         }
     }
+    /* capsnet train takes as many classes as the data names, else 10. */
+    int named = sp[0].ds.num_names > 0 || sp[1].ds.num_names > 0;
     if (p->count == 0) {
-        if (classes == DATA_TRAIN_CLASSES)
-            printf("ok: %d classes\n", classes);
+        if (named || classes <= DATA_TRAIN_CLASSES)
+            printf("ok: %d classes%s\n", classes, named ? ", named" : "");
         else
             printf("ok: %d classes; train with --classes %d\n", classes, classes);
     }

@@ -6,7 +6,8 @@
 # seed and flags, must log the same losses and accuracy: same bytes, labels and order, so the
 # folder path changes nothing the network sees. Then refusals: an image of another size,
 # gray and colour mixed, a missing split, splits of other shapes, a CIFAR batch cut short, more
-# classes than --classes.
+# classes than --classes. Class names: from the folders, a names file, class-names.txt beside
+# IDX files; kept in the model and printed; a resumed run with other names refused.
 set -u
 . "$(dirname "$0")/lib.sh"
 capsnet=${1:-${CAPS_PROGRAM:-./capsnet}}
@@ -85,17 +86,46 @@ acc_idx=$("$capsnet" test --model "$work/folder.caps" --data "$data" --limit $N_
 assert "accuracy on the folders printed" [ -n "$acc_folder" ]
 assert "same accuracy on the original IDX test images ($acc_folder; $acc_idx)" [ "$acc_folder" = "$acc_idx" ]
 
-# Fewer class folders than --classes: trains, with a warning.
+# Three class folders: a network of three classes, named after the folders, unless told more.
 three="$work/three"
 for split in train test; do
     mkdir -p "$three/$split"
     cp -r "$folder/$split/0" "$folder/$split/1" "$folder/$split/2" "$three/$split/"
 done
-check "three classes: a warning" 0 "warning: .*three has 3 classes, the network 10 \(--classes 3\)" -- \
-    "$capsnet" train --data "$three" --out "$work/three.caps" --epochs 1 --batch 20 --limit 40 \
-    --test-limit 20 --quiet $tiny
-check "three classes: ok with --classes 3" 0 "^ok: 3 classes; train with --classes 3" -- \
-    "$capsnet" data --check "$three"
+tflags="--epochs 1 --batch 20 --limit 40 --test-limit 20 --quiet $tiny"
+check "three classes: taken from the folders" 0 "28x28, 3 classes" -- \
+    "$capsnet" train --data "$three" --out "$work/three.caps" $tflags
+check "three classes: data --check" 0 "^ok: 3 classes, named" -- "$capsnet" data --check "$three"
+check "three classes, --classes 4: one capsule for none" 0 "names 3 classes; the network has 4" -- \
+    "$capsnet" train --data "$three" --out "$work/four.caps" --classes 4 $tflags
+check "--classes 4: the fourth is none-of-the-above" 0 "none-of-the-above" -- \
+    "$capsnet" test --model "$work/four.caps" --data "$three" --limit 20
+# A names file instead of the folders' names; the model keeps them, and test prints them.
+printf 'zero\none\ntwo\n' > "$work/names.txt"
+check "--class-names" 0 "test accuracy" -- "$capsnet" train --data "$three" \
+    --out "$work/named.caps" --class-names "$work/names.txt" $tflags
+check "names kept in the model: test prints them" 0 "two" -- \
+    "$capsnet" test --model "$work/named.caps" --data "$three" --limit 20
+printf 'zero\none\n' > "$work/names2.txt"
+check "--class-names: too few" 1 "names2.txt: 2 names for 3 classes" -- "$capsnet" train \
+    --data "$three" --out "$work/bad.caps" --class-names "$work/names2.txt" $tflags
+assert "--class-names: too few: no model written" [ ! -e "$work/bad.caps" ]
+printf 'zero\none\nTWO\n' > "$work/names3.txt"
+check "resume with other names refused" 1 "names3.txt names class 2 'TWO', but .*named.caps calls it 'two'" -- \
+    "$capsnet" train --data "$three" --out "$work/named.caps" --class-names "$work/names3.txt" \
+    --resume --epochs 2 --quiet
+check "resume with the same names" 0 "after 2 epochs" -- "$capsnet" train --data "$three" \
+    --out "$work/named.caps" --class-names "$work/names.txt" --resume --epochs 2 --quiet
+
+# IDX files name their classes in class-names.txt beside them (get-data.sh fashion writes it).
+cp -r "$idx" "$work/idxn"
+printf 'n0\nn1\nn2\nn3\nn4\nn5\nn6\nn7\nn8\nn9\n' > "$work/idxn/class-names.txt"
+check "idx: class-names.txt read" 0 "^ +7 +[0-9]+  n7$" -- "$capsnet" data --check "$work/idxn"
+printf 'n0\nn1\n' > "$work/idxn/class-names.txt"
+check "idx: a label without a name" 1 "idxn: label [2-9] of image [0-9]+ has no class name" -- \
+    "$capsnet" data --check "$work/idxn"
+printf 'n0\n\nn2\n' > "$work/idxn/class-names.txt"
+check "idx: broken names file" 1 "idxn/class-names.txt:2" -- "$capsnet" data --check "$work/idxn"
 
 # ---- refusals: exit 1, the file named
 bad="$work/bad"
@@ -125,9 +155,9 @@ check "test split with another class" 1 "bad/test: class folder 'x' is not in .*
 mkdir -p "$bad/train/x"
 cp "$(ls "$bad"/train/2/*.pgm | head -n 1)" "$bad/train/x/"
 check "more classes than --classes" 1 "too many class folders \(expected at most 10, got 11\)" -- \
-    "$capsnet" train --data "$bad" --out "$work/bad.caps" $flags
+    "$capsnet" train --data "$bad" --out "$work/bad.caps" --classes 10 $flags
 check "more classes: hint" 1 "hint: .*--classes 11" -- \
-    "$capsnet" train --data "$bad" --out "$work/bad.caps" $flags
+    "$capsnet" train --data "$bad" --out "$work/bad.caps" --classes 10 $flags
 
 # Splits that load but cannot train together: other image shapes, images not square.
 shapes="$work/shapes"
