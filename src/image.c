@@ -5,6 +5,9 @@
  *   caps_image_load       grayscale PNG (via libpng) or PGM (P5 binary, P2 ASCII) -> [H][W] floats
  *   caps_image_read_u8    PNG, PGM or PPM (P6 binary, P3 ASCII) of any size -> [C][H][W] bytes,
  *                         C = 1 (gray) or 3 (RGB), for data_folder.c
+ *   caps_image_load_channels  PNG, PGM or PPM -> [C][H][W] floats for a model of C = 1 or 3
+ *                         input channels (capsnet predict): gray as caps_image_load, colour
+ *                         from caps_image_read_u8's planes
  *   caps_image_write_png  [H][W] bytes -> 8-bit grayscale PNG, written atomically
  *
  * The format comes from the first bytes of the file, never from its name. The size must be
@@ -619,6 +622,60 @@ int caps_image_read_u8(const char *path, int want_h, int want_w, int *h, int *w,
     }
     fclose(f); /* read only: a close error cannot lose data */
     return rc;
+}
+
+/* libpng's default rgb_to_gray weights in 1/32768 (BT.709: 0.2126, 0.7152, 0.0722), which it
+ * applies to 8-bit samples of a file without gAMA or sRGB chunk: a PPM has neither, so gray
+ * from a PPM is what libpng makes of the same pixels in a plain PNG. */
+#define LUMA_R_FIXED 6968
+#define LUMA_G_FIXED 23434
+#define LUMA_B_FIXED 2366
+#define LUMA_SHIFT 15
+
+/* 1 when the file at path starts like a PPM (P3 or P6). A file that cannot be opened or read
+ * says 0: caps_image_load then reports the failure in its own words. */
+static int image_is_ppm(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char sig[2];
+    int ppm = fread(sig, 1, 2, f) == 2 && sig[0] == 'P' && (sig[1] == '3' || sig[1] == '6');
+    fclose(f);
+    return ppm;
+}
+
+int caps_image_load_channels(const char *path, float *out, int channels, int h, int w,
+                             caps_error *err) {
+    CAPS_ASSERT(path && out && h > 0 && w > 0);
+    if (channels != 1 && channels != 3)
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "%s: cannot read an image for %d input channels (expected 1 or 3)",
+                         path, channels);
+    /* Gray from PNG and PGM: exactly caps_image_load, so a gray model sees one input however
+     * it is asked for. */
+    if (channels == 1 && !image_is_ppm(path)) return caps_image_load(path, out, h, w, err);
+    int fh, fw, fc;
+    uint8_t *b = NULL;
+    int rc = caps_image_read_u8(path, h, w, &fh, &fw, &fc, &b, err);
+    if (rc) return rc;
+    size_t plane = (size_t)h * (size_t)w;
+    if (channels == 1) { /* a PPM: fc is 3 */
+        for (size_t i = 0; i < plane; i++) {
+            unsigned r = b[i], g = b[plane + i], bl = b[2 * plane + i];
+            /* libpng truncates (its "historical approach") and keeps r = g = b exact. */
+            unsigned y = r == g && g == bl ? r
+                                           : (LUMA_R_FIXED * r + LUMA_G_FIXED * g +
+                                              LUMA_B_FIXED * bl) >> LUMA_SHIFT;
+            out[i] = caps_unit_sample(y);
+        }
+    } else {
+        /* Colour: the planes as they are. Gray: its plane three times, as PIL's convert("RGB"). */
+        for (int c = 0; c < 3; c++) {
+            const uint8_t *src = b + (fc == 3 ? (size_t)c * plane : 0);
+            for (size_t i = 0; i < plane; i++) out[(size_t)c * plane + i] = caps_unit_sample(src[i]);
+        }
+    }
+    free(b);
+    return CAPS_OK;
 }
 
 /* Destination of libpng's output; see image_png_read for why not png_init_io. */
