@@ -172,7 +172,8 @@ static caps_grid grid_from_case(const grid_case *k) {
                    k->row_labels ? ROW_LABELS : NULL,
                    k->col_labels ? COL_LABELS : NULL,
                    k->captions ? CAPTIONS : NULL,
-                   k->marked ? MARKS : NULL};
+                   k->marked ? MARKS : NULL,
+                   1};
     return g;
 }
 
@@ -239,7 +240,7 @@ TEST(grid_clamps_and_nan) {
     enum { W = 8 };
     float px[W] = {-1.0f, 2.0f, NAN, 0.5f, INFINITY, -INFINITY, 1.0f, 0.0f};
     const int want[W] = {0, 255, 0, 128, 255, 0, 255, 0}; /* round(127.5) = 128 */
-    caps_grid g = {1, 1, 1, W, 3, NULL, NULL, NULL, NULL, NULL};
+    caps_grid g = {1, 1, 1, W, 3, NULL, NULL, NULL, NULL, NULL, 1};
     caps_error err = {0};
     int rc = caps_grid_write_png(test_path(p, "clamp.png"), &g, px, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
@@ -260,7 +261,7 @@ TEST(grid_mark_frame) {
     char p[512];
     const int marked[4] = {0, 1, 0, 0};
     const char *const caps[4] = {"a", "b", "c", "d"};
-    caps_grid g = {2, 2, 10, 6, 4, "marks", NULL, NULL, caps, marked};
+    caps_grid g = {2, 2, 10, 6, 4, "marks", NULL, NULL, caps, marked, 1};
     float px[4 * 10 * 6];
     for (size_t i = 0; i < sizeof px / sizeof px[0]; i++) px[i] = (float)(i % 7) / 6.0f;
     caps_error err = {0};
@@ -304,7 +305,7 @@ TEST(grid_odd_text) {
     const char *const rows[2] = {"\xff\xfe bad", longtext};
     const char *const cols[2] = {"\xe2\x82", "\xed\xa0\x80 surrogate"};
     const char *const caps[4] = {"", "\xc0\xaf overlong", "caf\xc3\xa9", longtext};
-    caps_grid g = {2, 2, 4, 4, 2, longtext, rows, cols, caps, NULL};
+    caps_grid g = {2, 2, 4, 4, 2, longtext, rows, cols, caps, NULL, 1};
     float px[2 * 2 * 16] = {0};
     caps_error err = {0};
     int rc = caps_grid_write_png(test_path(p, "odd.png"), &g, px, &err);
@@ -348,7 +349,7 @@ TEST(grid_bad_args) {
 TEST(grid_write_errors) {
     char p[512], d[512];
     float px[28 * 28] = {0};
-    caps_grid g = {1, 1, 28, 28, 2, "t", NULL, NULL, NULL, NULL};
+    caps_grid g = {1, 1, 28, 28, 2, "t", NULL, NULL, NULL, NULL, 1};
     caps_error err = {0};
     int rc = caps_grid_write_png(test_path(p, "no_dir/grid.png"), &g, px, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
@@ -369,7 +370,7 @@ TEST(grid_write_errors) {
 TEST(grid_write_fails_midway) {
     char p[512];
     enum { S = 64 };
-    caps_grid g = {2, 2, S, S, 2, NULL, NULL, NULL, NULL, NULL};
+    caps_grid g = {2, 2, S, S, 2, NULL, NULL, NULL, NULL, NULL, 1};
     float *px = random_pixels((size_t)4 * S * S, 77); /* noise: tens of KiB of PNG */
     const char *old = "old contents";
     EXPECT(test_write_file(test_path(p, "keep.png"), old, strlen(old)), "write");
@@ -810,7 +811,8 @@ TEST(sample_figures) {
         }
         static const char *const rows[R] = {"input", "reconstruction"};
         static const char *const cols[C] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
-        caps_grid g = {R, C, S, S, 3, "Inputs and reconstructions", rows, cols, caps, marked};
+        caps_grid g = {R, C, S, S, 3, "Inputs and reconstructions", rows, cols, caps, marked,
+                       1};
         caps_error err = {0};
         snprintf(p, sizeof p, "%s/sample_grid.png", dir);
         EXPECT(caps_grid_write_png(p, &g, px, &err) == CAPS_OK, "grid: %s", err.msg);

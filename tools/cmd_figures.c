@@ -5,8 +5,10 @@
  *   capsnet perturb      the paper's Figure 4: each dimension of a digit capsule shifted
  *   capsnet show         a labelled grid of input images, shifted or affine previews
  *
- * The images come from the test set (show: the training set) of an IDX folder; the
- * figures are visualize.c's and figure.c's (cairo).
+ * The images come from the test set (show: the training set) of a data folder (IDX files,
+ * image folders, CIFAR-10); the figures are visualize.c's and figure.c's (cairo). Colour
+ * images (3 channels) are drawn in colour, others in gray; classes by name where the model
+ * (show: the data set) names them.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -179,9 +181,12 @@ int cmd_perturb(int argc, char **argv) {
         if (rc) {
             print_error(&err);
             rc = EXIT_FAILURE;
-        } else
-            printf("wrote %s: test image %d (a %d), capsule %d, %d dimensions x %d shifts\n", out,
-                   index, test.labels[index], cls, capsnet_config(m)->digit_dim, steps);
+        } else {
+            const char *name = caps_class_name(m, test.labels[index]);
+            printf("wrote %s: test image %d (a %d%s%s), capsule %d, %d dimensions x %d shifts\n",
+                   out, index, test.labels[index], name ? ", " : "", name ? name : "", cls,
+                   capsnet_config(m)->digit_dim, steps);
+        }
     }
     capsnet_free(m);
     caps_dataset_free(&test);
@@ -233,12 +238,13 @@ int cmd_show(int argc, char **argv) {
         caps_dataset_free(&ds);
         return rc;
     }
-    int HW = ds.rows * ds.cols, P = ds.channels * HW;
+    /* Colour drawn as colour; another channel count as its channel 0. */
+    int HW = ds.rows * ds.cols, P = ds.channels * HW, G = ds.channels == 3 ? 3 : 1;
     int cols = count < GRID_COLUMNS ? count : GRID_COLUMNS, rows = (count + cols - 1) / cols;
     float *x = malloc((size_t)count * P * sizeof(float));
-    float *tiles = calloc((size_t)rows * cols * HW, sizeof(float));
+    float *tiles = calloc((size_t)rows * cols * G * HW, sizeof(float));
     int *idx = malloc((size_t)count * sizeof(int)), *labels = malloc((size_t)count * sizeof(int));
-    char (*caption)[16] = calloc((size_t)count, sizeof *caption);
+    char (*caption)[CAPS_CLASS_NAME_MAX] = calloc((size_t)count, sizeof *caption);
     const char **captions = calloc((size_t)rows * cols, sizeof *captions);
     rc = EXIT_FAILURE;
     if (x && tiles && idx && labels && caption && captions) {
@@ -249,10 +255,13 @@ int cmd_show(int argc, char **argv) {
             caps_make_batch_affine(x, labels, &ds, idx, count, &affine);
         else
             caps_make_batch(x, labels, &ds, idx, count, shift ? 2 : 0, &r);
-        for (int k = 0; k < count; k++) /* channel 0: figures are grayscale */
-            memcpy(tiles + (size_t)k * HW, x + (size_t)k * P, (size_t)HW * sizeof(float));
+        for (int k = 0; k < count; k++)
+            memcpy(tiles + (size_t)k * G * HW, x + (size_t)k * P, (size_t)G * HW * sizeof(float));
         for (int k = 0; k < count; k++) {
-            snprintf(caption[k], sizeof caption[0], "%d", labels[k]);
+            if (labels[k] < ds.num_names)
+                snprintf(caption[k], sizeof caption[0], "%s", ds.class_names[labels[k]]);
+            else
+                snprintf(caption[k], sizeof caption[0], "%d", labels[k]);
             captions[k] = caption[k];
         }
         char title[256];
@@ -260,7 +269,7 @@ int cmd_show(int argc, char **argv) {
                  start, start + count - 1,
                  aff ? ", rotated and shifted" : shift ? ", shifted by up to 2 pixels" : "");
         caps_grid g = {rows, cols, ds.rows, ds.cols, FIGURE_SCALE, title, NULL, NULL, captions,
-                       NULL};
+                       NULL, G};
         rc = write_grid(out, &g, tiles);
         if (!rc) printf("wrote %s: %d images\n", out, count);
     } else {
