@@ -257,6 +257,42 @@ TEST(grid_clamps_and_nan) {
     png_close(&d);
 }
 
+/* A colour grid: tile k's three planes are its red, green and blue, every screen pixel of
+ * every image pixel exact, tiles in order (a plane mixed up with the next tile's shows). */
+TEST(grid_colour) {
+    char p[512];
+    enum { H = 3, W = 5, HW = H * W, TILES = 2 };
+    float *px = random_pixels((size_t)TILES * 3 * HW, 53);
+    caps_grid g = {1, TILES, H, W, 2, "colour", NULL, NULL, NULL, NULL, 3};
+    caps_error err = {0};
+    int rc = caps_grid_write_png(test_path(p, "colour.png"), &g, px, &err);
+    EXPECT(rc == CAPS_OK, "write: %s", err.msg);
+    decoded_png d;
+    if (rc != CAPS_OK || !png_open(&d, p)) {
+        free(px);
+        return;
+    }
+    int colourful = 0;
+    for (int k = 0; k < TILES; k++) {
+        int ox, oy;
+        caps_grid_tile_origin(&g, 0, k, &ox, &oy);
+        for (int i = 0; i < HW; i++)
+            for (int dy = 0; dy < g.scale; dy++)
+                for (int dx = 0; dx < g.scale; dx++) {
+                    int rgb[3];
+                    png_rgb(&d, ox + (i % W) * g.scale + dx, oy + (i / W) * g.scale + dy, rgb);
+                    for (int c = 0; c < 3; c++)
+                        EXPECT(rgb[c] == expected_gray(px[(size_t)(k * 3 + c) * HW + i]),
+                               "tile %d pixel %d channel %d: %d, want %d", k, i, c, rgb[c],
+                               expected_gray(px[(size_t)(k * 3 + c) * HW + i]));
+                    colourful += rgb[0] != rgb[1] || rgb[1] != rgb[2];
+                }
+    }
+    EXPECT(colourful > 0, "no pixel of the colour grid is coloured");
+    png_close(&d);
+    free(px);
+}
+
 TEST(grid_mark_frame) {
     char p[512];
     const int marked[4] = {0, 1, 0, 0};
@@ -323,15 +359,17 @@ TEST(grid_bad_args) {
         caps_grid g;
         const char *phrase;
     } bad[] = {
-        {{0, 1, 4, 4, 1, NULL, NULL, NULL, NULL, NULL}, "grid rows out of range"},
-        {{1, -3, 4, 4, 1, NULL, NULL, NULL, NULL, NULL}, "grid cols out of range"},
-        {{1, 1, 0, 4, 1, NULL, NULL, NULL, NULL, NULL}, "grid tile_h out of range"},
-        {{1, 1, 4, 0, 1, NULL, NULL, NULL, NULL, NULL}, "grid tile_w out of range"},
-        {{1, 1, 4, 4, 0, NULL, NULL, NULL, NULL, NULL},
+        {{0, 1, 4, 4, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid rows out of range"},
+        {{1, -3, 4, 4, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid cols out of range"},
+        {{1, 1, 0, 4, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid tile_h out of range"},
+        {{1, 1, 4, 0, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid tile_w out of range"},
+        {{1, 1, 4, 4, 0, NULL, NULL, NULL, NULL, NULL, 1},
          "grid scale out of range (expected 1..16384, got 0)"},
-        {{1, 1, 4, 4, 100000, NULL, NULL, NULL, NULL, NULL}, "grid scale out of range"},
-        {{1, 150, 28, 28, 4, NULL, NULL, NULL, NULL, NULL}, "grid too large"},
-        {{16384, 16384, 16384, 16384, 16384, NULL, NULL, NULL, NULL, NULL}, "grid too large"},
+        {{1, 1, 4, 4, 100000, NULL, NULL, NULL, NULL, NULL, 1}, "grid scale out of range"},
+        {{1, 150, 28, 28, 4, NULL, NULL, NULL, NULL, NULL, 1}, "grid too large"},
+        {{16384, 16384, 16384, 16384, 16384, NULL, NULL, NULL, NULL, NULL, 1}, "grid too large"},
+        {{1, 1, 4, 4, 1, NULL, NULL, NULL, NULL, NULL, 2},
+         "grid channels out of range (expected 1 or 3, got 2)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         caps_error err = {0};
@@ -848,6 +886,7 @@ int main(void) {
     RUN(grid_sizes_and_pixels);
     RUN(grid_size_consistent);
     RUN(grid_clamps_and_nan);
+    RUN(grid_colour);
     RUN(grid_mark_frame);
     RUN(grid_odd_text);
     RUN(grid_bad_args);
