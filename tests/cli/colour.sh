@@ -7,7 +7,9 @@
 #     image (class and every capsule length to the last digit), with the class name;
 #   test names the classes in its tables and JSON;
 #   reconstruct, perturb, show and report write PNGs whose image tiles are in colour (many
-#     distinct non-gray colours; the red frame of a wrong prediction is a single colour).
+#     distinct non-gray colours; the red frame of a wrong prediction is a single colour);
+#   the explorer's API gives the channels, the names and 3-plane images, and its page has the
+#     note that replaces the drawing pad for models other than gray 28x28.
 # The class names come from the model (the class folders). Until model files keep names (the
 # other half of issue 16), the TEMP class-name stub reads them from CAPSNET_STUB_CLASS_NAMES,
 # set below to the folders' names; the real implementation ignores it.
@@ -149,9 +151,9 @@ check "test json names the classes" 0 '"per_class": \[\{"class": 0, "name": "blu
 check "test --per-image CSV unchanged" 0 "^index,label,prediction,length_0,length_1,length_2$" -- \
     head -n 1 "$work/per_image.csv"
 
-# ---- figures in colour (not in a build without figures: make lib)
+# ---- figures in colour, and the explorer (not in a build without figures: make lib)
 if [ "${CAPS_FIGURES:-1}" = 0 ]; then
-    skipped=11 why="built without figures"
+    skipped=17 why="built without figures"
     summary
     exit $?
 fi
@@ -172,4 +174,32 @@ check "report names the classes" 0 "<td style=\"text-align:left\">green</td>" --
     cat "$work/report/index.html"
 check "report captions name the classes" 0 "Class 2 \(red\): test image" -- \
     cat "$work/report/index.html"
+
+# ---- the explorer: sizes, channels and names in its API; the page knows not to offer drawing
+if command -v curl > /dev/null 2>&1; then
+    "$capsnet" serve --model "$model" --data "$folder" --port 0 > "$work/serve.out" 2>&1 &
+    pid=$!
+    url=""
+    for _ in $(seq 50); do
+        url=$(sed -nE 's|.* on (http://127\.0\.0\.1:[0-9]+)/.*|\1|p' "$work/serve.out")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    assert "serve prints its URL" [ -n "$url" ]
+    check "serve info: colour, names" 0 '"image_size":16,"channels":3,.*"class_names":\["blue","green","red"\]' -- \
+        curl -s "$url/api/info"
+    check "serve test image: 768 values, named" 0 '^\{"index":13,"label":2,"name":"red","pixels":\[([0-9.e-]+,){767}[0-9.e-]+\]\}$' -- \
+        curl -s "$url/api/test/13"
+    awk 'BEGIN { printf "{\"pixels\": ["; for (i = 0; i < 768; i++) printf "%s%s", (i ? "," : ""), (i < 256 ? 0.9 : 0.1); printf "]}" }' \
+        > "$work/red.json"
+    check "serve classify: named, 768-value reconstruction" 0 '^\{"class":[0-2],"name":"(blue|green|red)","lengths":\[.*"reconstruction":\[([0-9.e-]+,){767}[0-9.e-]+\]\}$' -- \
+        curl -s -X POST --data-binary "@$work/red.json" "$url/api/classify"
+    check "serve perturb: 3 channels" 0 '"size":16,"channels":3,"images":"' -- \
+        curl -s -X POST --data-binary "@$work/red.json" "$url/api/perturb"
+    check "serve page: a place to say drawing is not offered" 0 'id="no-draw"' -- curl -s "$url/"
+    kill "$pid" 2> /dev/null
+    wait "$pid" 2> /dev/null
+else
+    skipped=$((skipped + 6)) why="needs curl for the explorer"
+fi
 summary
