@@ -175,10 +175,11 @@ static enum MHD_Result api_info(struct MHD_Connection *c, server *s) {
     cJSON_AddStringToObject(j, "model", s->model_name);
     cJSON_AddNumberToObject(j, "classes", cfg->num_classes);
     cJSON_AddNumberToObject(j, "image_size", cfg->image_size);
-    cJSON_AddNumberToObject(j, "channels", cfg->in_channels);
     cJSON_AddNumberToObject(j, "digit_dim", cfg->digit_dim);
     cJSON_AddNumberToObject(j, "test_images", s->test.count);
     cJSON_AddNumberToObject(j, "slider_range", SERVE_DEFAULT_RANGE);
+    /* New fields after the old ones: clients that read the answer as text keep working. */
+    cJSON_AddNumberToObject(j, "channels", cfg->in_channels);
     if (caps_class_name(s->m, 0)) {
         cJSON *names = cJSON_AddArrayToObject(j, "class_names");
         for (int k = 0; names && k < cfg->num_classes; k++)
@@ -321,8 +322,8 @@ static enum MHD_Result api_perturb(struct MHD_Connection *c, server *s, const re
     cJSON_AddNumberToObject(out, "rows", E);
     cJSON_AddNumberToObject(out, "cols", steps);
     cJSON_AddNumberToObject(out, "size", cfg->image_size);
-    cJSON_AddNumberToObject(out, "channels", cfg->in_channels);
     cJSON_AddStringToObject(out, "images", b64);
+    cJSON_AddNumberToObject(out, "channels", cfg->in_channels);
     free(bytes), free(b64);
     return send_json(c, 200, out);
 }
