@@ -671,7 +671,8 @@ int caps_image_load_channels(const char *path, float *out, int channels, int h, 
         /* Colour: the planes as they are. Gray: its plane three times, as PIL's convert("RGB"). */
         for (int c = 0; c < 3; c++) {
             const uint8_t *src = b + (fc == 3 ? (size_t)c * plane : 0);
-            for (size_t i = 0; i < plane; i++) out[(size_t)c * plane + i] = caps_unit_sample(src[i]);
+            for (size_t i = 0; i < plane; i++)
+                out[(size_t)c * plane + i] = caps_unit_sample(src[i]);
         }
     }
     free(b);

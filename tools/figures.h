@@ -61,8 +61,8 @@ void caps_figures_release(void);
 /* Test images images[0..count-1] of ds (each transformed by affine when not NULL) over
  * their reconstructions, the decoder masked by the predicted capsule; "true -> predicted"
  * above each (class names where the model has them), wrong predictions framed in red. A
- * model of 3 input channels is drawn in colour, any other in gray (channel 0). *wrong (may be NULL) gets their count;
- * tile_xy (may be NULL), [2 * tiles]: where each tile's image starts in the PNG. */
+ * model of 3 input channels is drawn in colour, any other in gray (channel 0). *wrong (may
+ * be NULL) gets their count; tile_xy (may be NULL), [2 * tiles]: where each tile's image starts in the PNG. */
 int caps_draw_reconstructions(capsnet *m, const caps_dataset *ds, const int *images, int count,
                               const caps_affine *affine, const char *path, const char *title,
                               int *wrong, int *tile_xy, caps_error *err);
