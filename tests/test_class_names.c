@@ -54,7 +54,8 @@ TEST(set_get_and_clear) {
     /* UTF-8 and every printable ASCII byte pass through; 127 bytes is the longest. */
     char longest[128];
     memcpy(longest, repeat('x', 127), 128);
-    const char *names[4] = {"T-shirt/top", "Sandal \xc3\xa9t\xc3\xa9", " ~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}", longest};
+    const char *names[4] = {"T-shirt/top", "Sandal \xc3\xa9t\xc3\xa9",
+                            " ~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}", longest};
     caps_error err;
     int rc = caps_set_class_names(m, 4, names, &err);
     EXPECT(rc == CAPS_OK, "set: %s", err.msg);
