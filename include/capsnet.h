@@ -490,24 +490,31 @@ void caps_eval_free(caps_eval *ev);
 /* ------------------------------------------------------------------------ model files */
 
 /* A model file holds the configuration, the training state, the parameters, the Adam
- * moments, the training log (CSV text) and a CRC-32 of all of it; docs/model-format.md
- * describes the layout. Written atomically: temporary file, fsync, rename. */
+ * moments, the training log (CSV text), the class names (when the model has them) and a
+ * CRC-32 of all of it; docs/model-format.md describes the layout. Written atomically:
+ * temporary file, fsync, rename. */
 #define CAPS_MODEL_MAGIC "CAPSNET"
-#define CAPS_MODEL_VERSION 2 /* the version written; version 1 files (no routing) still load */
+/* The version written; version 2 files (no class names) and version 1 files (no routing,
+ * no class names) still load. */
+#define CAPS_MODEL_VERSION 3
 
-/* st is required; log may be NULL (no log). A failed save leaves the previous file as it was. */
+/* st is required; log may be NULL (no log). The model's class names go with it. A failed save
+ * leaves the previous file as it was. */
 int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, const char *path,
                     caps_error *err);
-/* Reads a model file, creating a model of the file's configuration for batches of up to
- * max_batch, run as opt says (NULL: the defaults). st and log may be NULL; *log, when
- * asked for, is malloc'ed (free it). On failure *m and *log are NULL and st is untouched. */
+/* Reads a model file, creating a model of the file's configuration (and class names, if the
+ * file has them) for batches of up to max_batch, run as opt says (NULL: the defaults). st
+ * and log may be NULL; *log, when asked for, is malloc'ed (free it). On failure *m and *log
+ * are NULL and st is untouched. */
 int caps_model_load(capsnet **m, caps_train_state *st, char **log, const char *path,
                     int max_batch, const caps_options *opt, caps_error *err);
 /* Loads into an existing model; a file of another configuration is refused. The model is
- * changed only when the whole file has been read and its checksum verified. */
+ * changed only when the whole file has been read and its checksum verified; its class names
+ * then become the file's (none, for a file without names). */
 int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const char *path,
                          caps_error *err);
-/* The size in bytes of the model file of m with a log of log_bytes. */
+/* The size in bytes of the model file of m (its class names included) with a log of
+ * log_bytes. */
 uint64_t caps_model_file_size(const capsnet *m, size_t log_bytes);
 /* Reads and checks the header only (magic, version, configuration, training state);
  * cfg and st may be NULL. */
