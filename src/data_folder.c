@@ -34,6 +34,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "class_names.h"
 #include "data.h"
 #include "util.h"
 
@@ -142,6 +143,17 @@ static int folder_classes(name_list *classes, const char *split, caps_error *err
         caps_hint(err, "an image-folder data set is DIR/train/<class>/<images> and "
                        "DIR/test/<class>/<images>");
         return CAPS_ERR_FORMAT;
+    }
+    /* The folder names become the model's class names: they must pass the names' rule. */
+    for (int k = 0; k < classes->count; k++) {
+        char why[160];
+        const char *name = classes->items[k];
+        if (caps_class_name_problem(name, strlen(name), why, sizeof why)) {
+            caps_fail(err, CAPS_ERR_FORMAT, "%s/%s: class folder name unusable as a class name: %s",
+                      split, name, why);
+            list_free(classes);
+            return CAPS_ERR_FORMAT;
+        }
     }
     return CAPS_OK;
 }

@@ -353,6 +353,13 @@ int cmd_info(int argc, char **argv) {
            st.epoch, (long long)st.batch_in_epoch, st.batch, (double)st.lr,
            (double)st.lr_decay, (double)st.recon_weight, st.max_shift, st.limit,
            (unsigned long long)st.seed);
+    if (caps_class_name(m, 0)) {
+        printf("classes:");
+        for (int j = 0; j < cfg->num_classes; j++) printf(" %d=%s", j, caps_class_name(m, j));
+        printf("\n");
+    } else {
+        printf("classes: %d, unnamed\n", cfg->num_classes);
+    }
     if (log && *log) printf("log:\n%s", log);
     free(log);
     capsnet_free(m);

@@ -165,6 +165,12 @@ int cmd_train(int argc, char **argv) {
     caps_options opt;
     if ((rc = device_options(&opt, "train", device, tf32))) return rc;
 
+    /* A misspelt --config key is a usage error, found before any data is read. */
+    if (config_spec && !resume) {
+        caps_config probe;
+        caps_config_mnist(&probe);
+        if ((rc = apply_config_overrides(&probe, config_spec))) return rc;
+    }
     int nthreads = caps_set_threads(threads);
     caps_error err;
     caps_dataset train = {0}, test = {0};

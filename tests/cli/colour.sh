@@ -10,13 +10,10 @@
 #     distinct non-gray colours; the red frame of a wrong prediction is a single colour);
 #   the explorer's API gives the channels, the names and 3-plane images, and its page has the
 #     note that replaces the drawing pad for models other than gray 28x28.
-# The class names come from the model (the class folders). Until model files keep names (the
-# other half of issue 16), the TEMP class-name stub reads them from CAPSNET_STUB_CLASS_NAMES,
-# set below to the folders' names; the real implementation ignores it.
+# The class names come from the model, which train gave the class folders' names.
 set -u
 . "$(dirname "$0")/lib.sh"
 capsnet=${1:-${CAPS_PROGRAM:-./capsnet}}
-export CAPSNET_STUB_CLASS_NAMES=blue,green,red
 tiny="conv1_channels=8,conv1_kernel=5,primary_types=4,primary_kernel=5,primary_stride=2"
 tiny="$tiny,decoder_hidden1=16,decoder_hidden2=32"
 folder="$work/colour"

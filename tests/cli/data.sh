@@ -106,6 +106,7 @@ check "--class-names" 0 "test accuracy" -- "$capsnet" train --data "$three" \
     --out "$work/named.caps" --class-names "$work/names.txt" $tflags
 check "names kept in the model: test prints them" 0 "two" -- \
     "$capsnet" test --model "$work/named.caps" --data "$three" --limit 20
+check "info lists the names" 0 "^classes: 0=zero 1=one 2=two$" -- "$capsnet" info --model "$work/named.caps"
 printf 'zero\none\n' > "$work/names2.txt"
 check "--class-names: too few" 1 "names2.txt: 2 names for 3 classes" -- "$capsnet" train \
     --data "$three" --out "$work/bad.caps" --class-names "$work/names2.txt" $tflags
@@ -158,6 +159,13 @@ check "more classes than --classes" 1 "too many class folders \(expected at most
     "$capsnet" train --data "$bad" --out "$work/bad.caps" --classes 10 $flags
 check "more classes: hint" 1 "hint: .*--classes 11" -- \
     "$capsnet" train --data "$bad" --out "$work/bad.caps" --classes 10 $flags
+
+# A class folder whose name cannot be a class name (over 127 bytes) is refused by name.
+long=$(printf 'x%.0s' $(seq 130))
+mkdir -p "$work/longname/train/$long" "$work/longname/test/$long"
+printf 'P2 2 2 255 1 2 3 4\n' > "$work/longname/train/$long/a.pgm"
+check "class folder name too long" 1 "longname/train/x+: class folder name unusable as a class name: name too long" -- \
+    "$capsnet" data --check "$work/longname"
 
 # Splits that load but cannot train together: other image shapes, images not square.
 shapes="$work/shapes"
