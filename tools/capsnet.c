@@ -2,9 +2,9 @@
  * capsnet.c: the command-line program, the only main of the project. Each command lives
  * in a file of its own (cmd_*.c); cli.c holds what they share.
  *
- *   capsnet train    train on an IDX data set (MNIST layout), checkpoint every epoch
+ *   capsnet train    train on IDX files, image folders or CIFAR-10, checkpoint every epoch
  *   capsnet test     accuracy, per-class accuracy, loss and confusion matrix of a model
- *   capsnet predict  classify 28x28 PNG or PGM images
+ *   capsnet predict  classify PNG, PGM or PPM images
  *   capsnet info     what a model file holds
  *   capsnet export   the weights as safetensors, the network as ONNX
  *   capsnet bench    training and inference speed, per layer
@@ -29,9 +29,9 @@ static const char main_usage[] =
     "Capsule networks with dynamic routing (Sabour, Frosst & Hinton, NIPS 2017).\n"
     "\n"
     "Commands:\n"
-    "  train     train on MNIST or another IDX data set, checkpointing every epoch\n"
+    "  train     train on MNIST, image folders or CIFAR-10, checkpointing every epoch\n"
     "  test      accuracy, per-class accuracy and confusion matrix of a model\n"
-    "  predict   classify PNG or PGM images\n"
+    "  predict   classify PNG, PGM or PPM images (gray or colour)\n"
     "  info      show what a model file holds\n"
     "  export    a model for PyTorch and ONNX users (safetensors, ONNX)\n"
     "  bench     measure training and inference speed on this machine\n"

@@ -82,7 +82,7 @@ static int parse_affine_flag(caps_affine *a, const char *spec, uint64_t seed) {
 
 int cmd_reconstruct(int argc, char **argv) {
     const char *model = NULL, *data = "data/mnist", *out = "reconstructions.png", *aff = NULL;
-    int count = 10, start = 0, threads = 0;
+    int count = 10, start = 0, step = 1, threads = 0;
     uint64_t seed = 1;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
@@ -90,6 +90,8 @@ int cmd_reconstruct(int argc, char **argv) {
         {"out", OPT_STRING, &out, 0, 0, "FILE", "PNG to write (reconstructions.png)", 0},
         {"count", OPT_INT, &count, 1, 1000, "N", "test images to draw (10)", 0},
         {"start", OPT_INT, &start, 0, INT_MAX, "I", "first test image (0)", 0},
+        {"step", OPT_INT, &step, 1, INT_MAX, "K",
+         "every K-th test image (1); image folders hold their classes in turn", 0},
         {"affine", OPT_STRING, &aff, 0, 0, "DEG,FRAC", "rotate and shift the images first", 0},
         {"seed", OPT_U64, &seed, 0, 0, "S", "seed of the affine draws (1)", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
@@ -108,18 +110,20 @@ int cmd_reconstruct(int argc, char **argv) {
     caps_dataset test = {0};
     if ((rc = load_model_and_test(&m, &st, &test, model, data, count < 100 ? count : 100)))
         return rc;
-    if (start >= test.count || count > test.count - start) {
-        rc = fail_usage("reconstruct", "--start %d --count %d runs past the %d test images",
-                        start, count, test.count);
+    int64_t last = start + (int64_t)(count - 1) * step; /* the last image drawn */
+    if (last >= test.count) {
+        rc = fail_usage("reconstruct", "--start %d --count %d --step %d runs past the %d test "
+                        "images", start, count, step, test.count);
     } else {
-        char title[256];
-        snprintf(title, sizeof title, "test images %d to %d%s: inputs and reconstructions",
-                 start, start + count - 1, aff ? " (rotated and shifted)" : "");
+        char title[256], every[32] = "";
+        if (step > 1) snprintf(every, sizeof every, ", every %d", step);
+        snprintf(title, sizeof title, "test images %d to %lld%s%s: inputs and reconstructions",
+                 start, (long long)last, every, aff ? " (rotated and shifted)" : "");
         int wrong = 0, *images = malloc((size_t)count * sizeof(int));
         if (!images) {
             rc = fail_runtime("out of memory");
         } else {
-            for (int k = 0; k < count; k++) images[k] = start + k;
+            for (int k = 0; k < count; k++) images[k] = start + k * step;
             caps_error err;
             rc = caps_draw_reconstructions(m, &test, images, count, aff ? &affine : NULL, out,
                                            title, &wrong, NULL, &err);
