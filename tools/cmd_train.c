@@ -128,7 +128,7 @@ int cmd_train(int argc, char **argv) {
     const char *names_path = NULL;
     caps_train_state st;
     caps_train_state_default(&st);
-    float lr = st.lr, lr_decay = st.lr_decay;
+    float lr = st.lr, lr_decay = st.lr_decay, recon_weight = st.recon_weight;
     int batch = st.batch, limit = 0, shift = st.max_shift;
     uint64_t seed = st.seed;
     option opts[] = {
@@ -140,6 +140,8 @@ int cmd_train(int argc, char **argv) {
         {"lr-decay", OPT_FLOAT, &lr_decay, 1e-6, 1, "X", "learning rate factor per epoch (0.9)", 0},
         {"routing", OPT_INT, &routing, 1, 100, "R", "routing iterations (3)", 0},
         {"no-recon", OPT_FLAG, &no_recon, 0, 0, NULL, "train without the decoder", 0},
+        {"recon-weight", OPT_FLOAT, &recon_weight, 0, 1000, "X",
+         "weight of the reconstruction loss, a sum of squares per image (0.0005)", 0},
         {"shift", OPT_INT, &shift, 0, 8, "N", "random shift in pixels, 0 = none (2)", 0},
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "train on the first N images only", 0},
         {"test-limit", OPT_INT, &test_limit, 0, INT_MAX, "N", "evaluate the first N test images", 0},
@@ -162,6 +164,8 @@ int cmd_train(int argc, char **argv) {
     int rc = parse_command("train", train_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (resume && overwrite) return fail_usage("train", "--resume and --overwrite exclude each other");
+    if (no_recon && find_option(opts, nopts, "recon-weight")->given)
+        return fail_usage("train", "--no-recon and --recon-weight exclude each other");
     caps_options opt;
     if ((rc = device_options(&opt, "train", device, tf32))) return rc;
 
@@ -201,6 +205,9 @@ int cmd_train(int argc, char **argv) {
                                   same[k].flag, same[k].now, out, same[k].saved);
         if (find_option(opts, nopts, "no-recon")->given && st.recon_weight != 0.0f)
             return fail_usage("train", "--no-recon differs from the run saved in %s", out);
+        if (find_option(opts, nopts, "recon-weight")->given && recon_weight != st.recon_weight)
+            return fail_usage("train", "--recon-weight %g differs from the run saved in %s (%g)",
+                              (double)recon_weight, out, (double)st.recon_weight);
         if (config_spec) {
             caps_config want = fcfg;
             if ((rc = apply_config_overrides(&want, config_spec))) return rc;
@@ -275,7 +282,7 @@ int cmd_train(int argc, char **argv) {
         st.max_shift = shift;
         st.limit = limit;
         st.seed = seed;
-        st.recon_weight = no_recon ? 0.0f : st.recon_weight;
+        st.recon_weight = no_recon ? 0.0f : recon_weight;
         if (capsnet_create(&m, &cfg, batch, &opt, &err)) {
             print_error(&err);
             goto done;
