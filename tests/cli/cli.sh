@@ -62,6 +62,10 @@ check "resume with other lr" 2 "--lr 0.01 differs" -- "$capsnet" train --data "$
     --out "$model" --resume --lr 0.01
 check "resume with other shapes" 2 "conv1_channels=32 differs" -- "$capsnet" train --data "$data" \
     --out "$model" --resume --config conv1_channels=32
+check "resume with another decoder weight" 2 "--recon-weight 0.001 differs .*\(0.0005\)" -- \
+    "$capsnet" train --data "$data" --out "$model" --resume --recon-weight 0.001
+check "--no-recon with --recon-weight" 2 "exclude each other" -- "$capsnet" train --data "$data" \
+    --out "$work/nr.caps" --no-recon --recon-weight 0.1
 check "resume when done" 0 "nothing to do" -- "$capsnet" train --data "$data" --out "$model" \
     --resume --epochs 2
 check "info" 0 "epochs done 2" -- "$capsnet" info --model "$model"
