@@ -283,9 +283,15 @@ const classify = latestWins(async () => {
 // One bar per class, made once /api/info says how many.
 function makeBars(C) {
   const bars = $("bars");
+  // Names need a wider first column than numbers: as wide as the longest, up to 14
+  // characters (longer ones are cut, with the whole name in the tooltip).
+  let widest = 0;
+  for (let j = 0; j < C; j++) widest = Math.max(widest, className(j).length);
+  const first = hasNames() ? `${Math.min(widest, 14) + 1}ch` : "1.2rem";
   for (let j = 0; j < C; j++) {
     const bar = document.createElement("div");
     bar.className = "bar";
+    bar.style.gridTemplateColumns = `${first} minmax(0, 1fr) 3rem`;
     bar.dataset.class = String(j);
     bar.innerHTML = '<span class="class"></span><span class="track"><span class="fill"></span></span>' +
                     '<span class="value">–</span>';
@@ -538,6 +544,8 @@ async function start() {
   // Drawing makes a gray MNIST-like 28x28 digit; any other model is explored by test images.
   const drawable = K === 1 && S === 28;
   pad.hidden = !drawable;
+  $("clear").hidden = !drawable;
+  $("draw-note").hidden = !drawable;
   $("no-draw").hidden = drawable;
   if (!drawable) {
     $("no-draw").textContent = `This model takes ${S}x${S} ${kind} images: drawing is for ` +
