@@ -96,6 +96,28 @@ static int sniff_describe(char *desc, size_t cap, const unsigned char *b, size_t
     return 1;
 }
 
+/* The rest of the signature, once its first two bytes ruled out PGM and PPM (*n of them read
+ * into sig): *png says whether the file is a PNG. CAPS_ERR_IO on a read error. */
+static int sniff_png(FILE *f, unsigned char *sig, size_t *n, int *png, const char *path,
+                     caps_error *err) {
+    if (*n == 2) *n += fread(sig + 2, 1, SNIFF_BYTES - 2, f);
+    if (ferror(f))
+        return caps_fail(err, CAPS_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
+    *png = *n == PNG_SIG_BYTES && memcmp(sig, png_signature, PNG_SIG_BYTES) == 0;
+    return CAPS_OK;
+}
+
+/* "unsupported image format (expected <expected>, got <what the bytes look like>)";
+ * *other: the bytes look like a known format of another kind (the caller's hint says how to
+ * convert it). */
+static int unsupported_format(const char *path, const char *expected, const unsigned char *sig,
+                              size_t n, int *other, caps_error *err) {
+    char desc[64];
+    *other = sniff_describe(desc, sizeof desc, sig, n);
+    return caps_fail(err, CAPS_ERR_FORMAT, "%s: unsupported image format (expected %s, got %s)",
+                     path, expected, desc);
+}
+
 /* ------------------------------------------------------------------------ PNG */
 
 /* Shared with the libpng callbacks through png_get_error_ptr / png_get_io_ptr. The caller
@@ -546,18 +568,13 @@ int caps_image_load(const char *path, float *out, int h, int w, caps_error *err)
             rc = pgm_raster(&r, sig[1] == '5', after, &s, w, err);
         }
     } else {
-        if (n == 2) n += fread(sig + 2, 1, SNIFF_BYTES - 2, f);
-        if (ferror(f)) {
-            rc = caps_fail(err, CAPS_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
-        } else if (n == PNG_SIG_BYTES && memcmp(sig, png_signature, PNG_SIG_BYTES) == 0) {
+        int png = 0, other = 0;
+        rc = sniff_png(f, sig, &n, &png, path, err);
+        if (!rc && png) {
             image_png_ctx ctx = {f, path, "invalid PNG", CAPS_OK, ""};
             rc = image_png_load(&ctx, out, h, w, err);
-        } else {
-            char desc[64];
-            int other = sniff_describe(desc, sizeof desc, sig, n);
-            rc = caps_fail(err, CAPS_ERR_FORMAT,
-                           "%s: unsupported image format (expected PNG or PGM, got %s)", path,
-                           desc);
+        } else if (!rc) {
+            rc = unsupported_format(path, "PNG or PGM", sig, n, &other, err);
             if (other)
                 caps_hint(err, "convert it to a grayscale PNG, e.g. `convert in.jpg -colorspace "
                                "Gray -resize %dx%d! out.png`", w, h);
@@ -605,18 +622,13 @@ int caps_image_read_u8(const char *path, int want_h, int want_w, int *h, int *w,
             *bytes = o;
         }
     } else {
-        if (n == 2) n += fread(sig + 2, 1, SNIFF_BYTES - 2, f);
-        if (ferror(f)) {
-            rc = caps_fail(err, CAPS_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
-        } else if (n == PNG_SIG_BYTES && memcmp(sig, png_signature, PNG_SIG_BYTES) == 0) {
+        int png = 0, other = 0;
+        rc = sniff_png(f, sig, &n, &png, path, err);
+        if (!rc && png) {
             image_png_ctx ctx = {f, path, "invalid PNG", CAPS_OK, ""};
             rc = image_png_load_u8(&ctx, want_h, want_w, h, w, channels, bytes, err);
-        } else {
-            char desc[64];
-            int other = sniff_describe(desc, sizeof desc, sig, n);
-            rc = caps_fail(err, CAPS_ERR_FORMAT,
-                           "%s: unsupported image format (expected PNG, PGM or PPM, got %s)",
-                           path, desc);
+        } else if (!rc) {
+            rc = unsupported_format(path, "PNG, PGM or PPM", sig, n, &other, err);
             if (other) caps_hint(err, "convert it to PNG, e.g. `convert in.jpg out.png`");
         }
     }

@@ -174,14 +174,7 @@ check "report captions name the classes" 0 "Class 2 \(red\): test image" -- \
 
 # ---- the explorer: sizes, channels and names in its API; the page knows not to offer drawing
 if command -v curl > /dev/null 2>&1; then
-    "$capsnet" serve --model "$model" --data "$folder" --port 0 > "$work/serve.out" 2>&1 &
-    pid=$!
-    url=""
-    for _ in $(seq 50); do
-        url=$(sed -nE 's|.* on (http://127\.0\.0\.1:[0-9]+)/.*|\1|p' "$work/serve.out")
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
+    start_serve "$work/serve.out" "$work/serve.err" --model "$model" --data "$folder"
     assert "serve prints its URL" [ -n "$url" ]
     check "serve info: colour, names" 0 '"image_size":16,.*"channels":3,"class_names":\["blue","green","red"\]' -- \
         curl -s "$url/api/info"
