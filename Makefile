@@ -128,7 +128,7 @@ endif
 WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
 # The program: the core commands always; the pictures, report and explorer with FIGURES=1,
 # else no_figures.c says they are not built.
-CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench cmd_export
+CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench cmd_export cmd_data
 FIG_TOOLS  := cmd_figures cmd_report cmd_serve web_assets
 FIG_LIB_OBJ := $(BUILD)/tools/figure.o $(BUILD)/tools/visualize.o
 ifeq ($(FIGURES),1)
@@ -162,8 +162,12 @@ $(BUILD)/src/cuda/%.o: src/cuda/%.cu $(FLAGS_STAMP) | $(BUILD)/src/cuda
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 $(BUILD)/emu/%.cpp: src/cuda/%.cu | $(BUILD)/emu
 	{ echo '#line 1 "$<"'; perl -pe 's/(\w+)<<<(.*?)>>>\(/emu::Launch($$2).run($$1, /g' $<; } > $@
-$(BUILD)/emu/%.o: $(BUILD)/emu/%.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublas_v2.h \
-                  src/cuda/kernels.h $(FLAGS_STAMP)
+# kernels.h's launch macros too: the rewritten copy sits beside the .cpp files, so their
+# #include "kernels.h" finds it before src/cuda's.
+$(BUILD)/emu/kernels.h: src/cuda/kernels.h | $(BUILD)/emu
+	{ echo '#line 1 "$<"'; perl -pe 's/(\w+)<<<(.*?)>>>\(/emu::Launch($$2).run($$1, /g' $<; } > $@
+$(BUILD)/emu/%.o: $(BUILD)/emu/%.cpp $(BUILD)/emu/kernels.h tests/cuda_emu/cuda_runtime.h \
+                  tests/cuda_emu/cublas_v2.h $(FLAGS_STAMP)
 	g++ $(EMU_FLAGS) -c $< -o $@
 # The stand-in itself checks ranges explicitly; optimised, it keeps the products fast.
 $(BUILD)/emu/emu.o: tests/cuda_emu/emu.cpp tests/cuda_emu/cuda_runtime.h tests/cuda_emu/cublas_v2.h \
@@ -256,7 +260,7 @@ valgrind:
 	scripts/get-data.sh mnist data/mnist
 	sh tests/valgrind.sh build-valgrind/capsnet
 
-# libFuzzer on the three readers of untrusted files (fuzz/README.md); FUZZ_SECONDS each.
+# libFuzzer on the readers of untrusted files (fuzz/README.md); FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -100,6 +100,18 @@ static void read_model(const uint8_t *data, size_t size) {
         fuzz_fail("load accepted a configuration caps_config_check refuses", &cerr);
     if (capsnet_adam_t(m) < 0) fuzz_fail("negative adam_t", &err);
     if (strlen(log) > size) fuzz_fail("log longer than the file", &err);
+    /* Class names: none, or one per class, each as caps_set_class_names would take it. */
+    int J = capsnet_config(m)->num_classes, named = caps_class_name(m, 0) != NULL;
+    for (int k = 0; k < J; k++) {
+        const char *name = caps_class_name(m, k);
+        if ((name != NULL) != named) fuzz_fail("some classes named, some not", &err);
+        size_t len = name ? strlen(name) : 1;
+        if (len < 1 || len >= CAPS_CLASS_NAME_MAX) fuzz_fail("class name of a bad length", &err);
+        for (size_t i = 0; name && i < len; i++)
+            if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+                fuzz_fail("control character in a class name", &err);
+    }
+    if (caps_class_name(m, J) != NULL) fuzz_fail("a name beyond the classes", &err);
     free(log);
     capsnet_free(m);
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz/make_corpus.sh: regenerates the seed corpora in fuzz/corpus/{idx,model,image}.
+# fuzz/make_corpus.sh: regenerates the seed corpora in fuzz/corpus/{idx,model,image,data}.
 # Not needed to fuzz (the seeds are committed); run it from the repository root after a
 # format change. Needs python3 and a C compiler; model seeds are written by the library's
 # own caps_model_save, so they are exactly what capsnet writes.
@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 out=fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rm -f "$out"/idx/* "$out"/model/* "$out"/image/*
-mkdir -p "$out"/idx "$out"/model "$out"/image
+rm -f "$out"/idx/* "$out"/model/* "$out"/image/* "$out"/data/*
+mkdir -p "$out"/idx "$out"/model "$out"/image "$out"/data
 
 # ---------------------------------------------------------------- model files (C, the library)
 cat > "$tmp/gen_model.c" <<'EOF'
@@ -17,10 +17,15 @@ cat > "$tmp/gen_model.c" <<'EOF'
 #include <stdlib.h>
 #include <string.h>
 #include "capsnet.h"
-/* Writes dir/name from a model of cfg; variant tweaks the state, log and Adam step. */
-static void save(const char *dir, const char *name, caps_config c, const char *log, int variant) {
+/* Writes dir/name from a model of cfg; variant tweaks the state, log and Adam step; names,
+ * when not NULL, are its class names (c.num_classes of them). */
+static void save_named(const char *dir, const char *name, caps_config c, const char *log,
+                       int variant, const char *const *names) {
     capsnet *m; caps_error err; caps_train_state st; char path[512];
     if (capsnet_create(&m, &c, 1, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    if (names && caps_set_class_names(m, c.num_classes, names, &err)) {
+        fprintf(stderr, "%s\n", err.msg); exit(1);
+    }
     capsnet_init_weights(m, 42 + (uint64_t)variant);
     caps_train_state_default(&st);
     if (variant) {
@@ -38,6 +43,9 @@ static void save(const char *dir, const char *name, caps_config c, const char *l
     if (caps_model_save(m, &st, log, path, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
     capsnet_free(m);
 }
+static void save(const char *dir, const char *name, caps_config c, const char *log, int variant) {
+    save_named(dir, name, c, log, variant, NULL);
+}
 int main(int argc, char **argv) {
     (void)argc;
     caps_config a = {6, 1, 2, 3, 1, 1, 2, 2, 1, 2, 2, 1, 2, 2, CAPS_ROUTING_DYNAMIC}; /* 234 parameters, 3 KB */
@@ -48,6 +56,8 @@ int main(int argc, char **argv) {
     save(argv[1], "tiny_a_resume.caps", a, "epoch,loss\n0,0.1\n1,0.05\n2,0.04\n", 1);
     save(argv[1], "tiny_b.caps", b, "x", 0);
     save(argv[1], "tiny_c.caps", c, NULL, 1);
+    const char *names[3] = {"zero", "caf\xc3\xa9", "T-shirt/top"};
+    save_named(argv[1], "tiny_c_named.caps", c, "epoch,loss\n0,0.1\n", 1, names);
     /* 400 classes, 4096 routing iterations: a 10 kB file whose routing scratch (77 MB)
      * exceeds fuzz_model's allocation limit, so the out-of-memory path stays covered. */
     caps_config w = {1, 1, 1, 1, 1, 1, 1, 1, 1, 400, 1, 4096, 1, 1, CAPS_ROUTING_DYNAMIC};
@@ -74,16 +84,20 @@ def put(kind, name, data):
 
 # Model files: the library's seeds, then damaged variants of one of them.
 good = open(f"{tmp}/tiny_a_log.caps", "rb").read()
-for n in ["tiny_a_log", "tiny_a_nolog", "tiny_a_resume", "tiny_b", "tiny_c", "wide_routing"]:
+for n in ["tiny_a_log", "tiny_a_nolog", "tiny_a_resume", "tiny_b", "tiny_c", "tiny_c_named",
+          "wide_routing"]:
     put("model", n, open(f"{tmp}/{n}.caps", "rb").read())
 put("model", "cut_header", good[:100])
-put("model", "header_only", good[:208])
+put("model", "header_only", good[:216])
 put("model", "one_byte_short", good[:-1])
 put("model", "trailing_byte", good + b"\0")
 flip = bytearray(good); flip[500] ^= 0x40; put("model", "bad_crc", bytes(flip))
-v3 = bytearray(good); v3[8] = 3; put("model", "version3", bytes(v3))
-# Version 1, as capsnet wrote before routings had names: no routing field, header 176 bytes.
-v1 = bytearray(good[:192] + good[208:-4]); v1[8] = 1; v1[12:16] = struct.pack("<I", 176)
+v4 = bytearray(good); v4[8] = 4; put("model", "version4", bytes(v4))
+# Version 2, as capsnet wrote before models had class names: no names_bytes field, header
+# 192 bytes; version 1, before routings had names: no routing field either, header 176 bytes.
+v2 = bytearray(good[:208] + good[216:-4]); v2[8] = 2; v2[12:16] = struct.pack("<I", 192)
+put("model", "version2", bytes(v2) + struct.pack("<I", zlib.crc32(bytes(v2))))
+v1 = bytearray(good[:192] + good[216:-4]); v1[8] = 1; v1[12:16] = struct.pack("<I", 176)
 put("model", "version1", bytes(v1) + struct.pack("<I", zlib.crc32(bytes(v1))))
 em = bytearray(good[:-4]); em[192:208] = b"em".ljust(16, b"\0")
 put("model", "unknown_routing", bytes(em) + struct.pack("<I", zlib.crc32(bytes(em))))
@@ -208,6 +222,28 @@ put("image", "p2_over_maxval", bytes([0x23]) + pgm("P2", 4, 3, 9, [0] * 11 + [10
 put("image", "pgm_huge_header", b"\0" + b"P5 99999999999999999999 28 255\n")
 put("image", "jpeg", b"\0\xff\xd8\xff\xe0\0\x10JFIF\0")
 put("image", "empty", b"\0")
+# Data sets (fuzz_data): byte 0 picks the reader, 0 CIFAR-10 batch, 1 names file, 2 image.
+rec = lambda label, k: bytes([label]) + bytes(((i * 7 + k * 31) & 255) for i in range(3072))
+put("data", "cifar_2_records", b"\0" + rec(3, 0) + rec(9, 1))
+put("data", "cifar_label_10", b"\0" + rec(10, 0))
+put("data", "cifar_short", b"\0" + rec(1, 0)[:-1])
+put("data", "names_fashion", b"\1" + "T-shirt/top\nTrouser\nPullover\nDress\nCoat\nSandal\nShirt\nSneaker\nBag\nAnkle boot\n".encode())
+put("data", "names_cifar_meta", b"\1airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n")
+put("data", "names_crlf_utf8", b"\1ch\xc3\xa2teau\r\nstra\xc3\x9fe\r\n")
+put("data", "names_blank_middle", b"\1cat\n\ndog\n")
+put("data", "names_control", b"\1cat\x01\ndog\n")
+put("data", "names_long", b"\1" + b"x" * 200 + b"\n")
+def ppm(magic, w, h, maxval, vals):
+    head = f"{magic}\n{w} {h}\n{maxval}\n".encode()
+    if magic == "P3":
+        return head + " ".join(str(v) for v in vals).encode() + b"\n"
+    return head + b"".join(struct.pack(">H" if maxval > 255 else "B", v) for v in vals)
+put("data", "ppm_p6_5x4", b"\2" + ppm("P6", 5, 4, 255, [(k * 13) & 255 for k in range(60)]))
+put("data", "ppm_p6_16bit", b"\2" + ppm("P6", 3, 2, 65535, [k * 3000 for k in range(18)]))
+put("data", "ppm_p3_2x2", b"\2" + ppm("P3", 2, 2, 7, [k % 8 for k in range(12)]))
+put("data", "ppm_truncated", b"\2" + ppm("P6", 5, 4, 255, [1] * 60)[:-3])
+put("data", "png_rgba_6x3", b"\2" + png(6, 3, 6, 8, lambda x, y: (x * 40, y * 80, 7, 128)))
+put("data", "pgm_3x3", b"\2" + pgm("P5", 3, 3, 255, list(range(9))))
 EOF
 ls "$out"/* | wc -l
 du -sh "$out"

@@ -7,11 +7,11 @@
  *
  * The core library: the configuration (every shape), the model (create, init, forward,
  * backward, Adam step) on a backend (today "cpu"), its parameters behind copy-in / copy-out
- * calls, data files (IDX), images (PNG/PGM), model files, the training and evaluation
- * loops. Figures, the HTML report and the explorer belong to the capsnet program, not here.
- * Library functions never exit: they return CAPS_OK or an error code with a message in a
- * caps_error. docs/architecture.md draws the pieces; `pkg-config --cflags --libs capsnet`
- * builds against an installed copy.
+ * calls, data sets (IDX files, image folders, CIFAR-10), images (PNG/PGM/PPM), model files,
+ * the training and evaluation loops. Figures, the HTML report and the explorer belong to the
+ * capsnet program, not here. Library functions never exit: they return CAPS_OK or an error
+ * code with a message in a caps_error. docs/architecture.md draws the pieces;
+ * `pkg-config --cflags --libs capsnet` builds against an installed copy.
  */
 #ifndef CAPSNET_H
 #define CAPSNET_H
@@ -21,10 +21,10 @@
 
 /* The version of this header; capsnet_version() says which library is linked. The major
  * number changes when a call or a struct changes incompatibly (it is the soname's). */
-#define CAPSNET_VERSION_MAJOR 0
-#define CAPSNET_VERSION_MINOR 2
+#define CAPSNET_VERSION_MAJOR 1
+#define CAPSNET_VERSION_MINOR 0
 #define CAPSNET_VERSION_PATCH 0
-#define CAPSNET_VERSION_STRING "0.2.0"
+#define CAPSNET_VERSION_STRING "1.0.0"
 #define CAPSNET_VERSION_NUMBER \
     (CAPSNET_VERSION_MAJOR * 10000 + CAPSNET_VERSION_MINOR * 100 + CAPSNET_VERSION_PATCH)
 
@@ -37,7 +37,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 #endif
 
-/* "0.2.0": the version of the library linked (CAPSNET_VERSION_STRING of its build). */
+/* "1.0.0": the version of the library linked (CAPSNET_VERSION_STRING of its build). */
 const char *capsnet_version(void);
 
 /* ------------------------------------------------------------------------ errors */
@@ -153,6 +153,23 @@ const char *capsnet_backend(const capsnet *m); /* "cpu" or "cuda" */
  * the kernel or call). It stays; the results of the passes since are not to be trusted. The
  * CPU backend never fails. */
 int capsnet_status(const capsnet *m, caps_error *err);
+
+/* The names of a model's classes ("Sandal" for Fashion-MNIST's class 5): the class folders it
+ * was trained on, CIFAR-10's batches.meta.txt, a names file. Model files keep them (version
+ * 3); a model without names (older files, IDX data without a names file) prints numbers. */
+#define CAPS_CLASS_NAME_MAX 128 /* bytes of a name, its NUL included */
+/* Sets the names: names[k] for class k, n = the model's num_classes; n = 0 (names NULL)
+ * removes them. Each name 1 to CAPS_CLASS_NAME_MAX-1 bytes with no control characters (bytes
+ * below 0x20, 0x7f); other bytes, UTF-8 say, pass through. CAPS_ERR_ARG naming the class
+ * otherwise, and the model's names are left as they were. */
+int caps_set_class_names(capsnet *m, int n, const char *const *names, caps_error *err);
+/* The name of class k; NULL when the model has no names or k is not a class. */
+const char *caps_class_name(const capsnet *m, int k);
+/* Reads a names file: one name per line ('\n' or "\r\n"), blank lines at the end ignored,
+ * each name as caps_set_class_names takes it. *names (n malloc'ed strings and the array) is
+ * freed with caps_class_names_free. CAPS_ERR_IO / CAPS_ERR_FORMAT naming the file and line. */
+int caps_class_names_read(const char *path, int *n, char ***names, caps_error *err);
+void caps_class_names_free(int n, char **names);
 
 /* ------------------------------------------------------------------------ parameters */
 
@@ -301,21 +318,56 @@ float caps_rng_normal(caps_rng *r);               /* standard normal (Box-Muller
 
 /* ------------------------------------------------------------------------ data */
 
-/* A labelled image set as stored in IDX files: count images of channels x rows x cols bytes. */
+/* Labels are bytes: a data set has at most this many classes. */
+#define CAPS_DATA_MAX_CLASSES 256
+
+/* A labelled image set, all of it decoded into memory once (that is the whole cache: every
+ * epoch reads these bytes). The same layout whatever the files were. */
 typedef struct {
     int count;
-    int channels; /* 1 for rank-3 IDX files (MNIST), else the second dimension */
+    int channels; /* 1 for rank-3 IDX files (MNIST) and gray images, 3 for colour */
     int rows;
     int cols;
     uint8_t *images; /* [count][channels][rows][cols] */
     uint8_t *labels; /* [count] */
+    /* The classes' names, label k named class_names[k], when the files name them: the class
+     * folders of an image folder, CIFAR-10's batches.meta.txt. 0 and NULL for IDX files and
+     * for CIFAR-10 without that file. Each name and the array are malloc'ed, freed by
+     * caps_dataset_free. */
+    int num_names;
+    char **class_names; /* [num_names] */
 } caps_dataset;
 
 /* Reads an IDX image file and its label file, gzip-compressed or raw, and validates them
  * (magic, rank, dimensions, equal counts, labels < num_classes, payload length). */
 int caps_idx_load(caps_dataset *ds, const char *images_path, const char *labels_path,
                   int num_classes, caps_error *err);
-/* The MNIST file names in dir: train-images-idx3-ubyte[.gz] etc.; train = 1 or 0 (t10k). */
+
+/* The layouts caps_dataset_load reads; caps_dataset_layout says which dir holds, checking
+ * in this order:
+ *   FOLDER   dir/train/<class>/<image> and dir/test/<class>/<image>, as torchvision's
+ *            ImageFolder: PNG, PGM (P2/P5) or PPM (P3/P6) files (by their .png, .pgm, .ppm
+ *            name, any case; other files are skipped). Classes are the sub-folders sorted by
+ *            strcmp, label k the k-th; the test split must have the same class folders.
+ *            Images of a split are taken in (class, file name) order. Every image must have
+ *            the size and the channels (1 gray, 3 colour; alpha composited on black) of the
+ *            first: nothing is resized or converted, so an odd file is an error naming it.
+ *            At most 256 classes (labels are bytes).
+ *   CIFAR10  dir/data_batch_1.bin .. data_batch_5.bin (train), dir/test_batch.bin (test),
+ *            CIFAR-10's binary version: records of a label byte (0..9) and 32x32 red, green
+ *            and blue planes; class names from dir/batches.meta.txt when it is there.
+ *   IDX      dir/train-images-idx3-ubyte[.gz] etc. (MNIST's names; t10k-* for test), the
+ *            layout when neither of the others is found (so its "no such file" errors name
+ *            the IDX files); class names from dir/class-names.txt when it is there (one a
+ *            line, as caps_class_names_read reads them; get-data.sh fashion writes it).
+ * Where names are given, every label must have one. */
+enum { CAPS_LAYOUT_IDX = 0, CAPS_LAYOUT_FOLDER = 1, CAPS_LAYOUT_CIFAR10 = 2 };
+int caps_dataset_layout(const char *dir);
+/* "idx", "folder", "cifar10" for the layouts above; NULL for another number. */
+const char *caps_layout_name(int layout);
+/* Reads the training (train = 1) or test (0) split of the data set in dir, whichever of the
+ * layouts above it is. Labels must be < num_classes (an image folder with more class folders
+ * is an error saying how many there are). */
 int caps_dataset_load(caps_dataset *ds, const char *dir, int train, int num_classes,
                       caps_error *err);
 void caps_dataset_free(caps_dataset *ds);
@@ -438,24 +490,31 @@ void caps_eval_free(caps_eval *ev);
 /* ------------------------------------------------------------------------ model files */
 
 /* A model file holds the configuration, the training state, the parameters, the Adam
- * moments, the training log (CSV text) and a CRC-32 of all of it; docs/model-format.md
- * describes the layout. Written atomically: temporary file, fsync, rename. */
+ * moments, the training log (CSV text), the class names (when the model has them) and a
+ * CRC-32 of all of it; docs/model-format.md describes the layout. Written atomically:
+ * temporary file, fsync, rename. */
 #define CAPS_MODEL_MAGIC "CAPSNET"
-#define CAPS_MODEL_VERSION 2 /* the version written; version 1 files (no routing) still load */
+/* The version written; version 2 files (no class names) and version 1 files (no routing,
+ * no class names) still load. */
+#define CAPS_MODEL_VERSION 3
 
-/* st is required; log may be NULL (no log). A failed save leaves the previous file as it was. */
+/* st is required; log may be NULL (no log). The model's class names go with it. A failed save
+ * leaves the previous file as it was. */
 int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, const char *path,
                     caps_error *err);
-/* Reads a model file, creating a model of the file's configuration for batches of up to
- * max_batch, run as opt says (NULL: the defaults). st and log may be NULL; *log, when
- * asked for, is malloc'ed (free it). On failure *m and *log are NULL and st is untouched. */
+/* Reads a model file, creating a model of the file's configuration (and class names, if the
+ * file has them) for batches of up to max_batch, run as opt says (NULL: the defaults). st
+ * and log may be NULL; *log, when asked for, is malloc'ed (free it). On failure *m and *log
+ * are NULL and st is untouched. */
 int caps_model_load(capsnet **m, caps_train_state *st, char **log, const char *path,
                     int max_batch, const caps_options *opt, caps_error *err);
 /* Loads into an existing model; a file of another configuration is refused. The model is
- * changed only when the whole file has been read and its checksum verified. */
+ * changed only when the whole file has been read and its checksum verified; its class names
+ * then become the file's (none, for a file without names). */
 int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const char *path,
                          caps_error *err);
-/* The size in bytes of the model file of m with a log of log_bytes. */
+/* The size in bytes of the model file of m (its class names included) with a log of
+ * log_bytes. */
 uint64_t caps_model_file_size(const capsnet *m, size_t log_bytes);
 /* Reads and checks the header only (magic, version, configuration, training state);
  * cfg and st may be NULL. */
@@ -466,6 +525,20 @@ int caps_model_peek(caps_config *cfg, caps_train_state *st, const char *path, ca
 /* Reads a grayscale PNG or PGM (P2/P5) of exactly h x w pixels into out [h*w] scaled to
  * [0, 1]. Colour PNGs are converted to gray; other sizes and formats are an error. */
 int caps_image_load(const char *path, float *out, int h, int w, caps_error *err);
+/* Reads a PNG, PGM or PPM of exactly h x w pixels into out [channels][h][w] scaled to [0, 1]
+ * (b / 255, as the data sets), for a model of `channels` input channels: 1 converts colour
+ * to gray as caps_image_load does; 3 takes a colour image's red, green and blue planes and
+ * repeats a gray image's plane three times (as PIL's convert("RGB")). Other channel counts,
+ * sizes and formats are CAPS_ERR_FORMAT / CAPS_ERR_ARG naming the file. */
+int caps_image_load_channels(const char *path, float *out, int channels, int h, int w,
+                             caps_error *err);
+/* Reads a PNG, PGM (P2/P5) or PPM (P3/P6) as 8-bit samples with its channels kept: *bytes
+ * [*channels][*h][*w] (malloc'ed; free it), *channels 1 for gray (and gray + alpha, composited
+ * on black) or 3 for colour (RGB, RGBA composited on black). Samples of more than 8 bits are
+ * rounded to 8. want_h, want_w: the size required (else CAPS_ERR_FORMAT "wrong image size"),
+ * or both 0 for any size. */
+int caps_image_read_u8(const char *path, int want_h, int want_w, int *h, int *w, int *channels,
+                       uint8_t **bytes, caps_error *err);
 /* Writes an 8-bit grayscale PNG, atomically (temporary file, fsync, rename). */
 int caps_image_write_png(const char *path, const uint8_t *pixels, int h, int w,
                          caps_error *err);

@@ -41,12 +41,21 @@ decoder.2.weight, decoder.2.bias, decoder.4.weight, decoder.4.bias.
 A model file also holds what PyTorch's module has no place for: the training recipe and
 progress, both Adam moments, the Adam step count and the training log. `load` keeps them
 on the module as `net.capsnet_file` (a CapsFile), and `save` writes them back with the
-module's parameters, so load -> save without training gives the same bytes, and capsnet
-can resume such a file. Training in PyTorch changes only the parameters: the moments and
-the step count stay those of the file (set them on net.capsnet_file to change them).
+module's parameters, so load -> save without training gives the same bytes (in the version
+the file was: 1, 2 or 3), and capsnet can resume such a file. Training in PyTorch changes
+only the parameters: the moments and the step count stay those of the file (set them on
+net.capsnet_file to change them).
+
+Class names: `net.class_names` is the list of the classes' names, class 0 first ("T-shirt/top",
+"Trouser", ...), or None when the model has none (version 1 and 2 files never have names).
+Set it (a list of num_classes strings, each 1 to 127 bytes in UTF-8 without control
+characters, as capsnet's caps_set_class_names takes them) or clear it (None) before `save`;
+a module with names is saved as version 3 whatever the version it was read from. `export_onnx`
+puts them in the ONNX model's metadata_props as "class_names", a JSON array of strings.
 """
 import argparse
 import gzip
+import json
 import math
 import os
 import stat
@@ -70,15 +79,18 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 # ---------------------------------------------------------------------------- file format
 
 MAGIC = b"CAPSNET\0"
-VERSION = 2  # the version save writes; load reads 1 and 2
+VERSION = 3  # the version of new files; load reads 1, 2 and 3, save writes the one it read
 # The header of each version, the 16 bytes of magic, version and header_bytes included
 # (the field header_bytes holds these minus 16).
-HEADER_BYTES = {1: 192, 2: 208}
+HEADER_BYTES = {1: 192, 2: 208, 3: 216}
 PREAMBLE_BYTES = 16
 ROUTING_BYTES = 16
 CRC_BYTES = 4
 MAX_LOG_BYTES = 16 << 20
 ROUTINGS = ("dynamic",)
+# A class name: 1 to CLASS_NAME_MAX - 1 bytes (capsnet.h's CAPS_CLASS_NAME_MAX counts the
+# NUL); in a file each is followed by "\n", so a names block holds at most num_classes x 128.
+CLASS_NAME_MAX = 128
 
 # caps_config's numeric fields, in declaration order: the order in the file.
 CONFIG_FIELDS = ("image_size", "in_channels", "conv1_channels", "conv1_kernel", "conv1_stride",
@@ -96,7 +108,8 @@ MAX_DIM = 4096
 MAX_ELEMS = float((1 << 31) - 1)
 
 # The header after the preamble, field by field: (name, struct code). Version 1 lacks the
-# routing field. "<" = little-endian, no padding: the offsets of docs/model-format.md.
+# routing field, version 2 the names_bytes field. "<" = little-endian, no padding: the offsets
+# of docs/model-format.md.
 _STATE_FIELDS = (("lr", "f"), ("lr_decay", "f"), ("beta1", "f"), ("beta2", "f"),
                  ("adam_eps", "f"), ("recon_weight", "f"), ("batch", "i"), ("max_shift", "i"),
                  ("limit", "i"), ("seed", "Q"), ("epoch", "i"), ("batch_in_epoch", "q"),
@@ -104,7 +117,9 @@ _STATE_FIELDS = (("lr", "f"), ("lr_decay", "f"), ("beta1", "f"), ("beta2", "f"),
                  ("epoch_recon_sum", "d"), ("epoch_seconds", "d"), ("epoch_images", "q"))
 _HEADER_V1 = struct.Struct("<8sII14i" + "".join(c for _, c in _STATE_FIELDS) + "QQ")
 _HEADER_V2 = struct.Struct(_HEADER_V1.format + "16s")
-assert _HEADER_V1.size == HEADER_BYTES[1] and _HEADER_V2.size == HEADER_BYTES[2]
+_HEADER_V3 = struct.Struct(_HEADER_V2.format + "Q")
+_HEADERS = {1: _HEADER_V1, 2: _HEADER_V2, 3: _HEADER_V3}
+assert all(_HEADERS[v].size == HEADER_BYTES[v] for v in HEADER_BYTES)
 
 # The training state of a model that never trained in capsnet: capsnet train's defaults.
 DEFAULT_STATE = dict(lr=0.001, lr_decay=0.9, beta1=0.9, beta2=0.999, adam_eps=1e-8,
@@ -228,13 +243,55 @@ def check_state(state):
     return None
 
 
+def _name_bytes(name):
+    """A class name as the file holds it: UTF-8, with the bytes of a name read from a file
+    that were not UTF-8 given back as they were (surrogateescape)."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def check_name(raw):
+    """None when raw (bytes) is a class name, else what is wrong, as capsnet says it
+    (caps_class_name_problem, src/class_names.c)."""
+    if not raw:
+        return "empty name (expected 1 to %d bytes)" % (CLASS_NAME_MAX - 1)
+    if len(raw) > CLASS_NAME_MAX - 1:
+        return "name too long (expected at most %d bytes, got %d)" % (CLASS_NAME_MAX - 1, len(raw))
+    for k, c in enumerate(raw):
+        if c < 0x20 or c == 0x7F:
+            return ("control character 0x%02x at byte %d (expected none: no byte below 0x20, "
+                    "no 0x7f)" % (c, k + 1))
+    return None
+
+
+def check_class_names(names, num_classes):
+    """None when names (a list of str, or None for none) can be a model's class names, else
+    the message (caps_set_class_names's rules: one per class, each a name)."""
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)) or len(names) != num_classes:
+        return ("class names: wrong count (expected %d, one per class, or None for none, got %s)"
+                % (num_classes, len(names) if not isinstance(names, (str, bytes)) else "a string"))
+    for k, name in enumerate(names):
+        if not isinstance(name, str):
+            return "class %d: not a string (got %r)" % (k, name)
+        try:
+            problem = check_name(_name_bytes(name))
+        except UnicodeEncodeError as e:
+            problem = "not encodable as UTF-8 (%s)" % e.reason
+        if problem:
+            return "class %d: %s" % (k, problem)
+    return None
+
+
 class CapsFile:
     """Everything of a model file besides the parameters: the version it was read from, the
     configuration (14 fields and the routing name), the training state (recipe, progress,
     adam_t, the current epoch's sums), the Adam moments m and v (flat float32 tensors of
-    num_params elements, in parameter order) and the training log (bytes, CSV text)."""
+    num_params elements, in parameter order), the training log (bytes, CSV text) and the
+    class names (a list of str, or None: the model has none)."""
 
-    def __init__(self, config, state=None, adam_m=None, adam_v=None, log=b"", version=VERSION):
+    def __init__(self, config, state=None, adam_m=None, adam_v=None, log=b"", version=VERSION,
+                 class_names=None):
         self.version = version
         self.config = dict(config)
         self.config.setdefault("routing", "dynamic")
@@ -245,19 +302,27 @@ class CapsFile:
         self.adam_m = torch.zeros(n) if adam_m is None else adam_m
         self.adam_v = torch.zeros(n) if adam_v is None else adam_v
         self.log = log
+        self.class_names = None if class_names is None else list(class_names)
 
     @property
     def log_text(self):
         return self.log.decode("utf-8", errors="replace")
 
-    def header(self, log_bytes):
-        """The 208 header bytes of version 2."""
+    def header(self, log_bytes, names_bytes=0, version=None):
+        """The header bytes of version (self.version when None): 216 bytes of version 3,
+        208 of version 2 (no names_bytes), 192 of version 1 (no routing either)."""
+        version = self.version if version is None else version
         c, s = self.config, self.state
-        routing = c["routing"].encode("ascii")
-        return _HEADER_V2.pack(MAGIC, VERSION, HEADER_BYTES[VERSION] - PREAMBLE_BYTES,
-                               *[c[k] for k in CONFIG_FIELDS],
-                               *[s[k] for k, _ in _STATE_FIELDS],
-                               num_params(c), log_bytes, routing)
+        fields = [MAGIC, version, HEADER_BYTES[version] - PREAMBLE_BYTES]
+        fields += [c[k] for k in CONFIG_FIELDS] + [s[k] for k, _ in _STATE_FIELDS]
+        fields += [num_params(c), log_bytes]
+        if version >= 2:
+            fields.append(c["routing"].encode("ascii"))
+        if version >= 3:
+            fields.append(names_bytes)
+        elif names_bytes:
+            raise ValueError("version %d files have no class names" % version)
+        return _HEADERS[version].pack(*fields)
 
 
 def _read_exact(f, n, path):
@@ -274,7 +339,7 @@ def _read_exact(f, n, path):
 
 
 def read_file(path):
-    """Reads and checks a model file (versions 1 and 2) in the order of docs/model-format.md
+    """Reads and checks a model file (versions 1, 2 and 3) in the order of docs/model-format.md
     ("Reading: what is checked"). Returns (CapsFile, params), params a flat float32 tensor
     of num_params elements. Raises ValueError naming the file and the problem for a file
     that is not a valid model file, OSError when it cannot be read."""
@@ -282,7 +347,7 @@ def read_file(path):
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("%s: not a regular file (expected a model file)" % path)
-        head = f.read(HEADER_BYTES[2])
+        head = f.read(max(HEADER_BYTES.values()))
         # The magic first, on as many of its bytes as there are: a short file of another
         # kind is "not a model file", an empty or cut-off model file "truncated".
         n = min(len(head), len(MAGIC))
@@ -294,7 +359,7 @@ def read_file(path):
                              % (path, HEADER_BYTES[VERSION], len(head)))
         version, header_bytes = struct.unpack_from("<II", head, 8)
         if version not in HEADER_BYTES:
-            raise ValueError("%s: unsupported model file version (expected 1 or %d, got %d)"
+            raise ValueError("%s: unsupported model file version (expected 1 to %d, got %d)"
                              % (path, VERSION, version))
         size = HEADER_BYTES[version]
         if header_bytes != size - PREAMBLE_BYTES:
@@ -303,10 +368,11 @@ def read_file(path):
         if len(head) < size:
             raise ValueError("%s: truncated header (expected %d bytes, got %d)"
                              % (path, size, len(head)))
-        fields = (_HEADER_V2 if version == 2 else _HEADER_V1).unpack_from(head)
+        fields = _HEADERS[version].unpack_from(head)
         config = dict(zip(CONFIG_FIELDS, fields[3:17]))
         state = dict(zip((k for k, _ in _STATE_FIELDS), fields[17:35]))
         n_params, log_bytes = fields[35], fields[36]
+        names_bytes = fields[38] if version >= 3 else 0
         config["routing"] = "dynamic"  # version 1: the only routing there was
         if version >= 2:
             field = fields[37]
@@ -328,10 +394,15 @@ def read_file(path):
         if log_bytes > MAX_LOG_BYTES:
             raise ValueError("%s: training log too long (expected at most %d bytes, got %d)"
                              % (path, MAX_LOG_BYTES, log_bytes))
+        names_max = config["num_classes"] * CLASS_NAME_MAX
+        if names_bytes > names_max:
+            raise ValueError("%s: class names too long (expected at most %d bytes for %d "
+                             "classes, got %d)" % (path, names_max, config["num_classes"],
+                                                   names_bytes))
         problem = check_state(state)
         if problem:
             raise ValueError("%s: %s" % (path, problem))
-        expect = size + 12 * n_params + log_bytes + CRC_BYTES
+        expect = size + 12 * n_params + log_bytes + names_bytes + CRC_BYTES
         if st.st_size != expect:
             raise ValueError("%s: %s (expected %d bytes, got %d)"
                              % (path, "truncated" if st.st_size < expect else "trailing data",
@@ -348,12 +419,32 @@ def read_file(path):
                                                                                 copy=False)))
         log = bytes(_read_exact(f, log_bytes, path))
         crc = zlib.crc32(log, crc)
+        block = bytes(_read_exact(f, names_bytes, path))
+        crc = zlib.crc32(block, crc)
         stored = struct.unpack("<I", _read_exact(f, CRC_BYTES, path))[0]
         if stored != crc:
             raise ValueError("%s: checksum mismatch (expected 0x%08x, got 0x%08x)"
                              % (path, stored, crc))
-    info = CapsFile(config, state, arrays[1], arrays[2], log, version)
+    names = _read_names(block, config["num_classes"], path) if block else None
+    info = CapsFile(config, state, arrays[1], arrays[2], log, version, names)
     return info, arrays[0]
+
+
+def _read_names(block, num_classes, path):
+    """The names block of a file whose CRC matched: num_classes names, each followed by
+    "\n" (step 14 of docs/model-format.md's checks)."""
+    if not block.endswith(b"\n"):
+        raise ValueError("%s: class names: last name not terminated (expected each name "
+                         "followed by a newline)" % path)
+    raw = block[:-1].split(b"\n")
+    if len(raw) != num_classes:
+        raise ValueError("%s: class names: wrong count (expected %d, one per class, got %d)"
+                         % (path, num_classes, len(raw)))
+    for k, name in enumerate(raw):
+        problem = check_name(name)
+        if problem:
+            raise ValueError("%s: class names: class %d: %s" % (path, k, problem))
+    return [name.decode("utf-8", "surrogateescape") for name in raw]
 
 
 def _float_bytes(t):
@@ -362,13 +453,22 @@ def _float_bytes(t):
                                                                          copy=False).tobytes()
 
 
-def write_file(path, info, params):
-    """Writes a version 2 model file atomically: a temporary file beside path, flushed and
-    fsynced, then renamed over it, so that a reader sees the old file or the new one.
-    params: the 11 parameter tensors in file order."""
-    problem = check_config(info.config) or check_state(info.state)
+_NO_NAMES = object()
+
+
+def write_file(path, info, params, class_names=_NO_NAMES):
+    """Writes a model file atomically: a temporary file beside path, flushed and fsynced,
+    then renamed over it, so that a reader sees the old file or the new one. params: the 11
+    parameter tensors in file order; class_names: a list of str or None (default: those of
+    info). The version is info.version (that of the file read, so load then save gives the
+    same bytes), except that names need version 3."""
+    names = info.class_names if class_names is _NO_NAMES else class_names
+    problem = (check_config(info.config) or check_state(info.state)
+               or check_class_names(names, info.config.get("num_classes")))
     if problem:
         raise ValueError("%s: %s" % (path, problem))
+    block = b"".join(_name_bytes(name) + b"\n" for name in names) if names else b""
+    version = 3 if block else info.version
     n = num_params(info.config)
     shapes = param_shapes(info.config)
     if len(params) != len(shapes):
@@ -390,11 +490,11 @@ def write_file(path, info, params):
         with open(tmp, "wb") as f:
             crc = 0
             try:
-                header = info.header(len(log))
+                header = info.header(len(log), len(block), version)
             except struct.error as e:  # an integer field beyond its type
                 raise ValueError("%s: header field out of range (%s)" % (path, e)) from e
             blocks = [header] + [_float_bytes(p) for p in params]
-            blocks += [_float_bytes(info.adam_m), _float_bytes(info.adam_v), log]
+            blocks += [_float_bytes(info.adam_m), _float_bytes(info.adam_v), log, block]
             for b in blocks:
                 f.write(b)
                 crc = zlib.crc32(b, crc)
@@ -466,10 +566,12 @@ class CapsNet(nn.Module):
     convolutions and the decoder, W ~ N(0, 0.03^2)), from torch's global generator.
     forward(x, labels=None): x [B][C][S][S] float32 in [0, 1]; returns the capsule lengths
     [B][J] and the reconstruction [B][C*S*S] from the capsule of the label when labels [B]
-    are given (training), else of the longest capsule (test)."""
+    are given (training), else of the longest capsule (test). class_names: the classes' names
+    (a list of num_classes str) or None; load sets them from the file, save writes them."""
 
     def __init__(self, config):
         super().__init__()
+        self.class_names = None
         config = dict(config)
         config.setdefault("routing", "dynamic")
         problem = check_config(config)
@@ -540,8 +642,9 @@ def capsnet_loss(lengths, recon, x, labels, recon_weight=0.0005):
 
 
 def load(path):
-    """The CapsNet of a capsnet model file (version 1 or 2), float32, in eval mode, with
-    the rest of the file (header, training state, Adam moments, log) as .capsnet_file."""
+    """The CapsNet of a capsnet model file (version 1, 2 or 3), float32, in eval mode, with
+    the file's class names as .class_names (None when it has none) and the rest of the file
+    (header, training state, Adam moments, log) as .capsnet_file."""
     info, flat = read_file(path)
     net = CapsNet(info.config)
     with torch.no_grad():
@@ -551,20 +654,32 @@ def load(path):
             p.copy_(flat[offset:offset + k].view(p.shape))
             offset += k
     net.capsnet_file = info
+    net.class_names = None if info.class_names is None else list(info.class_names)
     return net.eval()
 
 
 def save(net, path):
-    """Writes net as a version 2 model file, atomically. A module from load keeps its file's
-    header, training state, Adam moments and log (so load then save gives the same bytes,
-    for a version 2 file); a fresh one gets capsnet train's defaults, epoch 0, zero Adam
-    moments and step count, and an empty log."""
+    """Writes net as a model file, atomically, with its class_names. A module from load keeps
+    its file's version, header, training state, Adam moments and log (so load then save gives
+    the same bytes, for a file of any version; names make it version 3); a fresh one is
+    version 3 with capsnet train's defaults, epoch 0, zero Adam moments and step count, and
+    an empty log."""
     info = getattr(net, "capsnet_file", None)
     if info is None:
         info = CapsFile(net.config)
     elif info.config != net.config:
         raise ValueError("%s: the module's configuration differs from its capsnet_file's" % path)
-    write_file(path, info, net.parameter_list())
+    write_file(path, info, net.parameter_list(), getattr(net, "class_names", None))
+
+
+def class_names_json(names):
+    """The names as a JSON array of strings, as capsnet export writes them into a
+    safetensors header's __metadata__ and this module into ONNX metadata: UTF-8 as is, the
+    bytes of a name that are not UTF-8 as U+FFFD, one per byte."""
+    # One U+FFFD per byte that is not UTF-8, as capsnet's export writes them.
+    text = [_name_bytes(n).decode("utf-8", "surrogateescape") for n in names]
+    text = ["".join("\ufffd" if "\udc80" <= ch <= "\udcff" else ch for ch in t) for t in text]
+    return json.dumps(text, ensure_ascii=False, separators=(",", ":"))
 
 
 def export_onnx(net, path, opset=13, check=True):
@@ -574,9 +689,14 @@ def export_onnx(net, path, opset=13, check=True):
     unrolled. The initializers are the 11 parameters under their state_dict names and in
     the file's layouts (no constant folding, which would store W reshaped under a made-up
     name). With check, the onnx package (python3-onnx) checks the file and records the
-    static output sizes J and C*S*S, which the exporter leaves symbolic."""
+    static output sizes J and C*S*S, which the exporter leaves symbolic. The module's
+    class_names, when it has them, go into the model's metadata_props as "class_names": a
+    JSON array of strings (this needs the onnx package too)."""
     c = net.config
     S, J = c["image_size"], c["num_classes"]
+    problem = check_class_names(getattr(net, "class_names", None), J)
+    if problem:
+        raise ValueError("%s: %s" % (path, problem))
     example = torch.rand(2, c["in_channels"], S, S)
     was_training = net.training
     net.eval()
@@ -589,16 +709,23 @@ def export_onnx(net, path, opset=13, check=True):
                               do_constant_folding=False)
     finally:
         net.train(was_training)
-    if check:
+    names = getattr(net, "class_names", None)
+    if check or names:
         try:
             import onnx
         except ImportError as e:
-            raise ImportError("checking the export needs the onnx package (Debian: apt-get "
-                              "install python3-onnx): %s" % e) from e
+            raise ImportError("%s the export needs the onnx package (Debian: apt-get install "
+                              "python3-onnx): %s" % ("checking" if check else "naming the "
+                                                     "classes in", e)) from e
         model = onnx.load(path)
-        for out, size in zip(model.graph.output, (J, derived_shapes(c)["P"])):
-            out.type.tensor_type.shape.dim[1].dim_value = size
-        onnx.checker.check_model(model, full_check=True)
+        if names:
+            entry = model.metadata_props.add()
+            entry.key = "class_names"
+            entry.value = class_names_json(names)
+        if check:
+            for out, size in zip(model.graph.output, (J, derived_shapes(c)["P"])):
+                out.type.tensor_type.shape.dim[1].dim_value = size
+            onnx.checker.check_model(model, full_check=True)
         tmp = "%s.tmp.%d" % (path, os.getpid())
         onnx.save(model, tmp)
         os.replace(tmp, path)
@@ -739,7 +866,7 @@ def main(argv=None):
     p.add_argument("--out", default="-", help="CSV file (- for standard output)")
     p.add_argument("--threads", type=int, default=0, help="threads, 0 = all cores (0)")
     p.set_defaults(run=_cmd_lengths)
-    p = sub.add_parser("roundtrip", help="load MODEL and save it as OUT (version 2)")
+    p = sub.add_parser("roundtrip", help="load MODEL and save it as OUT (in its version)")
     p.add_argument("model")
     p.add_argument("out")
     p.set_defaults(run=_cmd_roundtrip)

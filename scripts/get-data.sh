@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# get-data.sh: puts the four IDX files of MNIST or Fashion-MNIST in DIR and verifies them.
+# get-data.sh: puts MNIST, Fashion-MNIST or CIFAR-10 in DIR and verifies them.
 #
-#   scripts/get-data.sh mnist|fashion DIR
+#   scripts/get-data.sh mnist|fashion|cifar10 DIR
 #
-# Files: train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
-# t10k-labels-idx1-ubyte.gz. Where they come from, first match wins:
+# mnist, fashion: the four IDX files, train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+# t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; fashion also writes class-names.txt
+# (T-shirt/top ... Ankle boot, the data set's ten names, which capsnet reads beside the IDX
+# files and stores in the models it trains). Where they come from, first match wins:
 #   mnist    $MNIST_DIR when set; else a download, from each mirror in turn.
 #   fashion  $FASHION_DIR when set; else /usr/share/datasets/fashion-mnist when it holds all
 #            four (Debian package dataset-fashion-mnist); else a download.
 # Each file is copied or downloaded to a temporary name in DIR, verified against the SHA-256
 # sums below, then renamed, so DIR never holds a bad file under a final name. Files already
-# in DIR with the right sums are kept. Exit status: 0 done, 1 failed, 2 usage error.
+# in DIR with the right sums are kept.
+#
+# cifar10: CIFAR-10's binary version, data_batch_1.bin .. data_batch_5.bin, test_batch.bin
+# and batches.meta.txt, from cifar-10-binary.tar.gz: $CIFAR10_DIR when set (a folder holding
+# that archive, or the files it unpacks to), else a download from the authors' page. The
+# archive is checked against the MD5 its authors publish (and its length); files copied
+# without the archive are checked by length only (30,730,000 bytes a batch: 10,000 records
+# of 3073), since no per-file sums are published. The files go to temporary names first too.
+#
+# Exit status: 0 done, 1 failed, 2 usage error.
 set -eu
 set -o pipefail # a failed gzip -dc must not pass as the checksum of what it did write
 
@@ -46,8 +57,8 @@ fashion_sha256() {
 }
 
 usage() {
-    echo "usage: $prog mnist|fashion DIR" >&2
-    echo "  (copies from \$MNIST_DIR / \$FASHION_DIR when set, else downloads)" >&2
+    echo "usage: $prog mnist|fashion|cifar10 DIR" >&2
+    echo "  (copies from \$MNIST_DIR / \$FASHION_DIR / \$CIFAR10_DIR when set, else downloads)" >&2
     exit 2
 }
 
@@ -58,7 +69,7 @@ die() {
 }
 
 case ${1-} in -h | --help)
-    echo "usage: $prog mnist|fashion DIR"
+    echo "usage: $prog mnist|fashion|cifar10 DIR"
     exit 0
     ;;
 esac
@@ -66,13 +77,127 @@ esac
 set_name=$1
 dir=$2
 case $set_name in
-mnist | fashion) ;;
+mnist | fashion | cifar10) ;;
 *)
-    echo "$prog: error: unknown data set '$set_name' (expected mnist or fashion)" >&2
+    echo "$prog: error: unknown data set '$set_name' (expected mnist, fashion or cifar10)" >&2
     usage
     ;;
 esac
 [ -n "$dir" ] || usage
+
+# The temporary file in flight, removed on any exit or interrupt.
+tmp=""
+unpack=""
+cleanup() {
+    if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi
+    if [ -n "$unpack" ]; then rm -rf -- "$unpack"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# download URL OUT: 0 on success. Timeouts keep a machine without network from hanging;
+# --speed-limit aborts a stalled transfer without capping a slow but live one.
+download() {
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsSL --connect-timeout 10 --retry 1 --speed-limit 1024 --speed-time 60 -o "$2" "$1"
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q --timeout=10 --tries=2 -O "$2" "$1"
+    else
+        die "neither curl nor wget found (expected one, to download $1)" \
+            "install curl, or copy the files by hand and set $env_var to their folder"
+    fi
+}
+
+
+# MD5 of cifar-10-binary.tar.gz as https://www.cs.toronto.edu/~kriz/cifar.html publishes it,
+# and its length in bytes.
+CIFAR10_URL=https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz
+CIFAR10_MD5=c32a1d4ab5d03f1284b67883e8d87530
+CIFAR10_ARCHIVE_BYTES=170052171
+CIFAR10_FILES="data_batch_1.bin data_batch_2.bin data_batch_3.bin data_batch_4.bin data_batch_5.bin test_batch.bin"
+CIFAR10_BATCH_BYTES=30730000
+
+file_bytes() { wc -c <"$1" | tr -d ' '; }
+
+# The six batches and the names in DIR, each of the right length.
+cifar10_present() {
+    local f
+    for f in $CIFAR10_FILES; do
+        [ -f "$dir/$f" ] && [ "$(file_bytes "$dir/$f")" = $CIFAR10_BATCH_BYTES ] || return 1
+    done
+    [ -f "$dir/batches.meta.txt" ]
+}
+
+# Puts CIFAR-10 in DIR: from $CIFAR10_DIR (archive or unpacked files) or the download.
+get_cifar10() {
+    mkdir -p -- "$dir" || die "$dir: cannot create folder"
+    if cifar10_present; then
+        echo "$dir: cifar10 already present (lengths ok)"
+        return 0
+    fi
+    local src=${CIFAR10_DIR-} archive="" how f
+    if [ -n "$src" ] && [ ! -f "$src/cifar-10-binary.tar.gz" ]; then
+        # Unpacked files: copied to temporary names, checked by length, then renamed.
+        for f in $CIFAR10_FILES batches.meta.txt; do
+            [ -f "$src/$f" ] || die "$src/$f: no such file (expected cifar-10-binary.tar.gz or the files it unpacks to in \$CIFAR10_DIR)" \
+                "unset CIFAR10_DIR to download the archive, or point it at the cifar-10-batches-bin folder"
+            if [ "$f" != batches.meta.txt ] && [ "$(file_bytes "$src/$f")" != $CIFAR10_BATCH_BYTES ]; then
+                die "$src/$f: wrong length (expected $CIFAR10_BATCH_BYTES bytes, 10000 records of 3073, got $(file_bytes "$src/$f"))"
+            fi
+        done
+        for f in $CIFAR10_FILES batches.meta.txt; do
+            tmp=$dir/.$f.tmp.$$
+            cat -- "$src/$f" >"$tmp" || die "$src/$f: cannot copy to $tmp"
+            if [ "$f" != batches.meta.txt ] && [ "$(file_bytes "$tmp")" != $CIFAR10_BATCH_BYTES ]; then
+                die "$src/$f: wrong length (expected $CIFAR10_BATCH_BYTES bytes, 10000 records of 3073, got $(file_bytes "$tmp"))"
+            fi
+            mv -f -- "$tmp" "$dir/$f" || die "$dir/$f: cannot rename from $tmp"
+            tmp=""
+        done
+        echo "$dir: cifar10 copied from $src (lengths ok; no archive, so no MD5 to check)"
+        return 0
+    fi
+    tmp=$dir/.cifar-10-binary.tar.gz.tmp.$$
+    if [ -n "$src" ]; then
+        archive=$src/cifar-10-binary.tar.gz
+        cat -- "$archive" >"$tmp" || die "$archive: cannot copy to $tmp"
+        how="copied from $archive"
+    else
+        download "$CIFAR10_URL" "$tmp" || die "$CIFAR10_URL: download failed" \
+            "without network, copy cifar-10-binary.tar.gz from another machine and set CIFAR10_DIR to its folder"
+        archive=$CIFAR10_URL
+        how="downloaded from $CIFAR10_URL"
+    fi
+    local got_bytes got_md5
+    got_bytes=$(file_bytes "$tmp")
+    [ "$got_bytes" = $CIFAR10_ARCHIVE_BYTES ] ||
+        die "$archive: wrong length (expected $CIFAR10_ARCHIVE_BYTES bytes, got $got_bytes)"
+    command -v md5sum >/dev/null 2>&1 || die "md5sum not found (expected it, to verify $archive)"
+    got_md5=$(md5sum <"$tmp" | cut -d' ' -f1)
+    [ "$got_md5" = $CIFAR10_MD5 ] || die "$archive: MD5 mismatch (expected $CIFAR10_MD5, got $got_md5)"
+    # Unpack into a temporary folder inside DIR, then rename each file into place.
+    unpack=$dir/.cifar10.unpack.$$
+    mkdir -p -- "$unpack" || die "$unpack: cannot create folder"
+    if ! tar -xzf "$tmp" -C "$unpack"; then die "$archive: cannot unpack"; fi
+    for f in $CIFAR10_FILES batches.meta.txt; do
+        [ -f "$unpack/cifar-10-batches-bin/$f" ] || die "$archive: no cifar-10-batches-bin/$f in it"
+    done
+    for f in $CIFAR10_FILES batches.meta.txt; do
+        mv -f -- "$unpack/cifar-10-batches-bin/$f" "$dir/$f" || die "$dir/$f: cannot move into place"
+    done
+    rm -rf -- "$unpack"
+    unpack=""
+    rm -f -- "$tmp"
+    tmp=""
+    echo "$dir: cifar10 $how (MD5 ok)"
+}
+
+if [ "$set_name" = cifar10 ]; then
+    env_var=CIFAR10_DIR
+    get_cifar10
+    exit 0
+fi
 # The variable that names a folder to copy from (no ${set_name^^}: macOS has bash 3.2).
 if [ "$set_name" = mnist ]; then env_var=MNIST_DIR; else env_var=FASHION_DIR; fi
 
@@ -102,6 +227,17 @@ actual_sha256() {
 # 0 when path holds the file name with the right sum.
 file_ok() { [ -f "$1" ] && [ "$(actual_sha256 "$1")" = "$(expected_sha256 "$2")" ]; }
 
+# Fashion-MNIST's class names, label k on line k+1 (zalandoresearch/fashion-mnist's README),
+# written atomically; capsnet reads class-names.txt beside IDX files.
+write_fashion_names() {
+    local final=$dir/class-names.txt
+    tmp=$dir/.class-names.txt.tmp.$$
+    printf '%s\n' "T-shirt/top" Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag "Ankle boot" >"$tmp" ||
+        die "$tmp: cannot write"
+    mv -f -- "$tmp" "$final" || die "$final: cannot rename from $tmp"
+    tmp=""
+}
+
 # Where the files come from: a folder to copy from, or (empty) the mirrors.
 # from_env: 1 when the user named that folder, so a missing file there is an error.
 src_dir=""
@@ -123,6 +259,7 @@ mkdir -p -- "$dir" || die "$dir: cannot create folder"
 missing=""
 for f in $FILES; do file_ok "$dir/$f" "$f" || missing="$missing $f"; done
 if [ -z "$missing" ]; then
+    if [ "$set_name" = fashion ]; then write_fashion_names; fi
     echo "$dir: $set_name already present (checksums ok)"
     exit 0
 fi
@@ -135,26 +272,6 @@ if [ $from_env = 1 ]; then
                 "unset $env_var to download them, or point it at the folder that holds them"
     done
 fi
-
-# The temporary file in flight, removed on any exit or interrupt.
-tmp=""
-cleanup() { if [ -n "$tmp" ]; then rm -f -- "$tmp"; fi; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# download URL OUT: 0 on success. Timeouts keep a machine without network from hanging;
-# --speed-limit aborts a stalled transfer without capping a slow but live one.
-download() {
-    if command -v curl >/dev/null 2>&1; then
-        curl -fsSL --connect-timeout 10 --retry 1 --speed-limit 1024 --speed-time 60 -o "$2" "$1"
-    elif command -v wget >/dev/null 2>&1; then
-        wget -q --timeout=10 --tries=2 -O "$2" "$1"
-    else
-        die "neither curl nor wget found (expected one, to download $1)" \
-            "install curl, or copy the files by hand and set $env_var to their folder"
-    fi
-}
 
 for f in $FILES; do
     final=$dir/$f
@@ -198,3 +315,7 @@ for f in $FILES; do
     tmp=""
     echo "$final: $how (checksum ok)"
 done
+if [ "$set_name" = fashion ]; then
+    write_fashion_names
+    echo "$dir/class-names.txt: the ten class names"
+fi

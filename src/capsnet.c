@@ -126,6 +126,7 @@ void capsnet_free(capsnet *m) {
     free(m->margin);
     free(m->sse);
     free(m->vbatch);
+    caps_class_names_free(m->cfg.num_classes, m->class_names);
     free(m);
 }
 

@@ -1,6 +1,7 @@
 /*
  * checkpoint.c: model files. caps_model_save writes the configuration, the training state,
- * the parameters, the Adam moments and the training log, with a CRC-32 of all of it;
+ * the parameters, the Adam moments, the training log and the class names, with a CRC-32 of
+ * all of it;
  * caps_model_load, caps_model_load_into and caps_model_peek read them back, checking every
  * header field before they allocate or trust anything.
  *
@@ -8,8 +9,8 @@
  *
  *   offset        size  field
  *        0           8  magic "CAPSNET\0"
- *        8           4  u32 version (CAPS_MODEL_VERSION = 2)
- *       12           4  u32 header_bytes = 192, the bytes from offset 16 to the payload
+ *        8           4  u32 version (CAPS_MODEL_VERSION = 3)
+ *       12           4  u32 header_bytes = 200, the bytes from offset 16 to the payload
  *       16          56  config: the 14 fields of caps_config in declaration order, i32 each
  *       72          24  lr, lr_decay, beta1, beta2, adam_eps, recon_weight: f32 each
  *       96          12  batch, max_shift, limit: i32 each
@@ -22,15 +23,22 @@
  *      176           8  num_params N: u64
  *      184           8  log_bytes L: u64
  *      192          16  routing: its name, ASCII, NUL-padded ("dynamic")
- *      208          4N  parameters, f32, tensor order of capsnet.h
- *   208+4N          4N  Adam first moments m
- *   208+8N          4N  Adam second moments v
- *  208+12N           L  training log (CSV text, no terminator)
- *  208+12N+L         4  u32 CRC-32 (zlib's crc32) of bytes [0, 208+12N+L)
+ *      208           8  names_bytes M: u64
+ *      216          4N  parameters, f32, tensor order of capsnet.h
+ *   216+4N          4N  Adam first moments m
+ *   216+8N          4N  Adam second moments v
+ *  216+12N           L  training log (CSV text, no terminator)
+ *  216+12N+L         M  class names: num_classes names, each followed by '\n'; M = 0 when
+ *                       the model has none
+ *  216+12N+L+M       4  u32 CRC-32 (zlib's crc32) of bytes [0, 216+12N+L+M)
  *
- * Legend: N = caps_num_params(config) (8,215,568 for MNIST, a 98.6 MB file), L = log bytes.
- * Version 1, written before routings had names, is the same without the routing field
- * (header_bytes 176, payload at 192); it loads as routing "dynamic", the only one there was.
+ * Legend: N = caps_num_params(config) (8,215,568 for MNIST, a 98.6 MB file), L = log bytes,
+ * M = names bytes (at most num_classes * CAPS_CLASS_NAME_MAX: 127 bytes and a '\n' a name).
+ * Older versions load, without class names:
+ *   version 2, written before models had class names: no names_bytes field (header_bytes
+ *     192, payload at 208) and no names block;
+ *   version 1, written before routings had names: no routing field either (header_bytes
+ *     176, payload at 192); it loads as routing "dynamic", the only one there was.
  *
  * Header integers and floats are encoded byte by byte, so they are right on any host. The
  * three float arrays are copied out of and into the model (capsnet_read / capsnet_write)
@@ -39,11 +47,16 @@
  * little-endian host with IEEE-754 binary32 floats, which the checks below enforce at
  * compile time (and at run time where the compiler cannot tell the byte order).
  *
- * Reading: open, fstat, read the header (208 bytes), check magic, version, header_bytes, the
- * configuration, the parameter count, the log length, the training state and the exact
- * file size, and only then allocate and read the payload, CRC and all. load_into reads the
- * payload into a staging copy and touches the model only once the CRC has matched.
+ * Reading: open, fstat, read the header (216 bytes), check magic, version, header_bytes, the
+ * configuration, the parameter count, the log and names lengths, the training state and the
+ * exact file size, and only then allocate and read the payload, CRC and all. The names are
+ * checked once the CRC has matched (a damaged block is reported as damage; what the name
+ * rules catch is a file a faulty writer made): num_classes of them, each a name as
+ * caps_set_class_names takes it. load_into reads the payload into a staging copy and touches
+ * the model only once the CRC and the names have passed.
  */
+#include "class_names.h"
+#include "model.h"
 #include "util.h"
 
 #include <errno.h>
@@ -65,8 +78,10 @@ _Static_assert(sizeof(float) == 4 && FLT_RADIX == 2 && FLT_MANT_DIG == 24 && FLT
 #define CKPT_MAGIC_BYTES 8
 /* magic, version, header_bytes: what every version of the format starts with. */
 #define CKPT_PREAMBLE_BYTES 16
-/* The header of the version written, and of version 1 (no routing field). */
-#define CKPT_HEADER_BYTES 208
+/* The header of the version written, of version 2 (no names_bytes field) and of version 1
+ * (no routing field either). */
+#define CKPT_HEADER_BYTES 216
+#define CKPT_V2_HEADER_BYTES 208
 #define CKPT_V1_HEADER_BYTES 192
 #define CKPT_ROUTING_BYTES 16
 #define CKPT_CRC_BYTES 4
@@ -93,11 +108,13 @@ typedef struct {
     int64_t adam_t;
     uint64_t num_params;
     uint64_t log_bytes;
+    uint64_t names_bytes; /* 0 before version 3 */
 } ckpt_header;
 
 /* The whole header of a version (preamble included); 0 for a version this code cannot read. */
 static uint32_t header_size(uint32_t version) {
     return version == CAPS_MODEL_VERSION ? CKPT_HEADER_BYTES
+           : version == 2               ? CKPT_V2_HEADER_BYTES
            : version == 1               ? CKPT_V1_HEADER_BYTES
                                         : 0;
 }
@@ -211,11 +228,13 @@ static void encode_header(uint8_t *buf, const ckpt_header *h) {
     memset(p, 0, CKPT_ROUTING_BYTES);
     memcpy(p, routing, strlen(routing));
     p += CKPT_ROUTING_BYTES;
+    put_u64(&p, h->names_bytes);
     CAPS_ASSERT(p - buf == CKPT_HEADER_BYTES);
 }
 
 /* The magic is checked by the caller, on the raw bytes, and the version is one this code
- * reads; *routing gets the routing field as it stands (empty for version 1). */
+ * reads; *routing gets the routing field as it stands (empty for version 1); names_bytes is
+ * 0 before version 3. */
 static void decode_header(ckpt_header *h, uint8_t routing[CKPT_ROUTING_BYTES],
                           const uint8_t *buf) {
     const uint8_t *p = buf + CKPT_MAGIC_BYTES;
@@ -250,16 +269,32 @@ static void decode_header(ckpt_header *h, uint8_t routing[CKPT_ROUTING_BYTES],
         memcpy(routing, p, CKPT_ROUTING_BYTES);
         p += CKPT_ROUTING_BYTES;
     }
+    if (h->version >= 3) h->names_bytes = get_u64(&p);
     CAPS_ASSERT((uint32_t)(p - buf) == header_size(h->version));
 }
 
-/* Header, three arrays of N floats, the log and the CRC. */
-static uint64_t ckpt_file_bytes(uint32_t header, uint64_t num_params, uint64_t log_bytes) {
-    return header + 3 * num_params * sizeof(float) + log_bytes + CKPT_CRC_BYTES;
+/* Header, three arrays of N floats, the log, the names and the CRC. */
+static uint64_t ckpt_file_bytes(uint32_t header, uint64_t num_params, uint64_t log_bytes,
+                                uint64_t names_bytes) {
+    return header + 3 * num_params * sizeof(float) + log_bytes + names_bytes + CKPT_CRC_BYTES;
+}
+
+/* The most a names block can hold: num_classes names of 127 bytes, each and its '\n'. */
+static uint64_t names_bytes_max(const caps_config *cfg) {
+    return (uint64_t)cfg->num_classes * CAPS_CLASS_NAME_MAX;
+}
+
+/* The names block of m: each name and its '\n'. */
+static uint64_t names_block_bytes(const capsnet *m) {
+    uint64_t n = 0;
+    for (int k = 0; m->class_names && k < m->cfg.num_classes; k++)
+        n += strlen(m->class_names[k]) + 1;
+    return n;
 }
 
 uint64_t caps_model_file_size(const capsnet *m, size_t log_bytes) {
-    return ckpt_file_bytes(CKPT_HEADER_BYTES, capsnet_num_params(m), log_bytes);
+    return ckpt_file_bytes(CKPT_HEADER_BYTES, capsnet_num_params(m), log_bytes,
+                           names_block_bytes(m));
 }
 
 /* ------------------------------------------------------------------------ checks */
@@ -326,7 +361,7 @@ static int check_preamble(uint32_t version, uint32_t header_bytes, const char *p
                           caps_error *err) {
     if (!header_size(version)) {
         caps_fail(err, CAPS_ERR_FORMAT,
-                  "%s: unsupported model file version (expected 1 or %d, got %lu)", path,
+                  "%s: unsupported model file version (expected 1 to %d, got %lu)", path,
                   CAPS_MODEL_VERSION, (unsigned long)version);
         if (version > CAPS_MODEL_VERSION)
             caps_hint(err, "a newer capsnet wrote it; read it with that version, or retrain "
@@ -392,12 +427,21 @@ static int check_header(const ckpt_header *h, uint64_t file_bytes, const char *p
                          "%s: training log too long (expected at most %llu bytes, got %llu)",
                          path, (unsigned long long)CKPT_MAX_LOG_BYTES,
                          (unsigned long long)h->log_bytes);
+    if (h->names_bytes > names_bytes_max(&h->cfg)) {
+        caps_fail(err, CAPS_ERR_FORMAT, "%s: class names too long (expected at most %llu bytes "
+                  "for %d classes, got %llu)", path,
+                  (unsigned long long)names_bytes_max(&h->cfg), h->cfg.num_classes,
+                  (unsigned long long)h->names_bytes);
+        caps_hint(err, "the file is damaged or was not written by capsnet");
+        return CAPS_ERR_FORMAT;
+    }
     int rc = check_state(&h->st, h->adam_t, path, CAPS_ERR_FORMAT, err);
     if (rc) {
         caps_hint(err, "the file is damaged or was not written by capsnet");
         return rc;
     }
-    uint64_t expect = ckpt_file_bytes(header_size(h->version), h->num_params, h->log_bytes);
+    uint64_t expect = ckpt_file_bytes(header_size(h->version), h->num_params, h->log_bytes,
+                                      h->names_bytes);
     if (file_bytes != expect) {
         caps_fail(err, CAPS_ERR_FORMAT, "%s: %s (expected %llu bytes, got %llu)", path,
                   file_bytes < expect ? "truncated" : "trailing data",
@@ -513,7 +557,8 @@ static int reader_read(ckpt_reader *r, void *buf, size_t n, caps_error *err) {
                              "%s: truncated while being read (expected %llu bytes, got fewer)",
                              r->path,
                              (unsigned long long)ckpt_file_bytes(r->header, r->h.num_params,
-                                                                 r->h.log_bytes));
+                                                                 r->h.log_bytes,
+                                                                 r->h.names_bytes));
         }
         r->crc = crc32(r->crc, p, (uInt)want);
         p += want;
@@ -547,7 +592,7 @@ static int reader_verify(ckpt_reader *r, caps_error *err) {
     uint8_t *buf = malloc(CKPT_CHUNK_BYTES);
     if (!buf) return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a read buffer", r->path);
     uLong start = r->crc;
-    uint64_t left = 3 * r->h.num_params * sizeof(float) + r->h.log_bytes;
+    uint64_t left = 3 * r->h.num_params * sizeof(float) + r->h.log_bytes + r->h.names_bytes;
     int rc = CAPS_OK;
     while (!rc && left > 0) {
         size_t n = left < CKPT_CHUNK_BYTES ? (size_t)left : CKPT_CHUNK_BYTES;
@@ -564,8 +609,9 @@ static int reader_verify(ckpt_reader *r, caps_error *err) {
 
 /* Reads the payload, then the stored CRC, and compares: the three arrays of num_params
  * floats into stage [3 N] when it is given, else block by block into the arenas of m; the
- * log into log (log_bytes + 1 bytes, terminated here). */
-static int reader_payload(ckpt_reader *r, capsnet *m, float *stage, char *log,
+ * log into log (log_bytes + 1 bytes, terminated here); the names block into names
+ * (names_bytes + 1 bytes, terminated here). */
+static int reader_payload(ckpt_reader *r, capsnet *m, float *stage, char *log, char *names,
                           caps_error *err) {
     size_t n = (size_t)r->h.num_params;
     int rc = CAPS_OK;
@@ -583,9 +629,55 @@ static int reader_payload(ckpt_reader *r, capsnet *m, float *stage, char *log,
         free(buf);
     }
     if (!rc) rc = reader_read(r, log, (size_t)r->h.log_bytes, err);
+    if (!rc) rc = reader_read(r, names, (size_t)r->h.names_bytes, err);
     if (rc) return rc;
     log[r->h.log_bytes] = '\0';
+    names[r->h.names_bytes] = '\0';
     return reader_check_crc(r, (uint32_t)r->crc, err);
+}
+
+/* The names block of a file whose CRC has matched (block: names_bytes bytes, writable):
+ * exactly num_classes names, each followed by '\n' and each a class name as
+ * caps_set_class_names takes it. *out: their copies, or NULL for an empty block (a model
+ * without names). */
+static int reader_names(const ckpt_reader *r, char *block, char ***out, caps_error *err) {
+    *out = NULL;
+    size_t len = (size_t)r->h.names_bytes;
+    int J = r->h.cfg.num_classes;
+    if (len == 0) return CAPS_OK;
+    char why[128];
+    int rc = CAPS_OK;
+    size_t count = 0;
+    for (size_t k = 0; k < len; k++) count += block[k] == '\n';
+    if (block[len - 1] != '\n')
+        rc = caps_fail(err, CAPS_ERR_FORMAT, "%s: class names: last name not terminated "
+                       "(expected each name followed by a newline)", r->path);
+    else if (count != (size_t)J)
+        rc = caps_fail(err, CAPS_ERR_FORMAT, "%s: class names: wrong count (expected %d, one "
+                       "per class, got %zu)", r->path, J, count);
+    const char **at = rc ? NULL : malloc((size_t)J * sizeof *at);
+    if (!rc && !at)
+        return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for the class names", r->path);
+    for (size_t pos = 0, k = 0; !rc && k < (size_t)J; k++) {
+        char *end = memchr(block + pos, '\n', len - pos); /* there are J of them */
+        size_t n = (size_t)(end - (block + pos));
+        if (caps_class_name_problem(block + pos, n, why, sizeof why))
+            rc = caps_fail(err, CAPS_ERR_FORMAT, "%s: class names: class %zu: %s", r->path, k,
+                           why);
+        *end = '\0';
+        at[k] = block + pos;
+        pos += n + 1;
+    }
+    if (rc) {
+        caps_hint(err, "the file is damaged or was not written by capsnet");
+        free(at);
+        return rc;
+    }
+    *out = caps_class_names_copy(J, at);
+    free(at);
+    if (!*out)
+        return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for the class names", r->path);
+    return CAPS_OK;
 }
 
 /* ------------------------------------------------------------------------ API */
@@ -634,15 +726,28 @@ int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, con
     h.adam_t = capsnet_adam_t(m);
     h.num_params = capsnet_num_params(m);
     h.log_bytes = log_len;
+    h.names_bytes = names_block_bytes(m);
+    CAPS_ASSERT(h.names_bytes <= names_bytes_max(&h.cfg)); /* caps_set_class_names checked */
     uint8_t head[CKPT_HEADER_BYTES];
     encode_header(head, &h);
     float *buf = malloc(CKPT_CHUNK_BYTES);
-    if (!buf) return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a write buffer", path);
+    /* The names block: each name and its '\n' (+1: never a malloc of 0). */
+    char *names = malloc((size_t)h.names_bytes + 1);
+    if (!buf || !names) {
+        free(buf), free(names);
+        return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a write buffer", path);
+    }
+    for (size_t k = 0, at = 0; m->class_names && k < (size_t)h.cfg.num_classes; k++) {
+        size_t n = strlen(m->class_names[k]);
+        memcpy(names + at, m->class_names[k], n);
+        names[at + n] = '\n';
+        at += n + 1;
+    }
 
     caps_atomic_file af;
     rc = caps_atomic_open(&af, path, err);
     if (rc) {
-        free(buf);
+        free(buf), free(names);
         return rc;
     }
     uLong crc = crc32(0L, Z_NULL, 0);
@@ -657,10 +762,13 @@ int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, con
         }
     free(buf);
     if (rc) {
+        free(names);
         caps_atomic_abort(&af);
         return rc;
     }
     if (!e) e = write_block(af.f, &crc, log, log_len);
+    if (!e) e = write_block(af.f, &crc, names, (size_t)h.names_bytes);
+    free(names);
     if (!e) {
         uint8_t tail[CKPT_CRC_BYTES], *p = tail;
         put_u32(&p, (uint32_t)crc);
@@ -677,7 +785,8 @@ int caps_model_save(capsnet *m, const caps_train_state *st, const char *log, con
         if (out_of_space(e))
             caps_hint(err, "the file needs %.1f MB: free space on its filesystem (or raise the "
                            "file size limit); the old file, if any, is unchanged",
-                      (double)ckpt_file_bytes(CKPT_HEADER_BYTES, h.num_params, h.log_bytes) / 1e6);
+                      (double)ckpt_file_bytes(CKPT_HEADER_BYTES, h.num_params, h.log_bytes,
+                                              h.names_bytes) / 1e6);
         else
             caps_hint(err, "the old file, if any, is unchanged");
         return CAPS_ERR_IO;
@@ -706,7 +815,7 @@ int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char 
     int rc = reader_open(&r, path, err);
     if (rc) return rc;
     capsnet *m = NULL;
-    char *text = NULL;
+    char *text = NULL, *block = NULL, **names = NULL;
     rc = reader_verify(&r, err);
     if (!rc) {
         rc = capsnet_create(&m, &r.h.cfg, max_batch, opt, err);
@@ -718,19 +827,24 @@ int caps_model_load(capsnet **out, caps_train_state *st, char **log, const char 
     }
     if (!rc) {
         text = malloc((size_t)r.h.log_bytes + 1);
-        if (!text)
-            rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for the training log", path);
+        block = malloc((size_t)r.h.names_bytes + 1);
+        if (!text || !block)
+            rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for the training log and "
+                          "class names", path);
     }
     /* A new model: reading straight into its arenas is safe, it is freed on failure.
      * m is NULL when capsnet_create failed (out of memory for the file's configuration,
      * or max_batch out of range), so it is touched only inside this branch. */
-    if (!rc) rc = reader_payload(&r, m, NULL, text, err);
+    if (!rc) rc = reader_payload(&r, m, NULL, text, block, err);
     reader_close(&r);
+    if (!rc) rc = reader_names(&r, block, &names, err);
+    free(block);
     if (rc) {
         free(text);
         capsnet_free(m);
         return rc;
     }
+    caps_class_names_replace(m, names);
     capsnet_set_adam_t(m, r.h.adam_t);
     if (st) *st = r.h.st;
     if (log)
@@ -771,12 +885,16 @@ int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const cha
     /* A staging copy: the model changes only once the whole file has passed its CRC. */
     size_t n = capsnet_num_params(m);
     float *stage = caps_alloc(3 * n, sizeof(float));
-    char *text = malloc((size_t)r.h.log_bytes + 1);
-    if (!stage || !text)
+    char *text = malloc((size_t)r.h.log_bytes + 1), *block = malloc((size_t)r.h.names_bytes + 1);
+    char **names = NULL;
+    if (!stage || !text || !block)
         rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory for a staging copy (%.1f MB)",
                        path, (double)(3 * n * sizeof(float)) / 1e6);
-    if (!rc) rc = reader_payload(&r, NULL, stage, text, err);
+    if (!rc) rc = reader_payload(&r, NULL, stage, text, block, err);
     reader_close(&r);
+    /* The names too are ready (checked and copied) before the model changes. */
+    if (!rc) rc = reader_names(&r, block, &names, err);
+    free(block);
     if (rc) {
         free(stage);
         free(text);
@@ -786,9 +904,12 @@ int caps_model_load_into(capsnet *m, caps_train_state *st, char **log, const cha
         rc = capsnet_write(m, file_arenas[a], 0, n, stage + (size_t)a * n, err);
     free(stage);
     if (rc) {
+        caps_class_names_free(r.h.cfg.num_classes, names);
         free(text);
         return rc;
     }
+    /* A file without names (an older version, or a model that had none) leaves none. */
+    caps_class_names_replace(m, names);
     capsnet_set_adam_t(m, r.h.adam_t);
     if (st) *st = r.h.st;
     if (log)

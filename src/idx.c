@@ -18,6 +18,7 @@
  * read in chunks into a buffer that grows only as bytes actually arrive. A header claiming
  * 2^31 images over a 1000-byte payload ends in "truncated", not in a terabyte malloc.
  */
+#include "data.h"
 #include "util.h"
 
 #include <errno.h>
@@ -40,7 +41,7 @@
 #define IDX_READ_CHUNK ((size_t)1 << 20)
 /* zlib's input buffer (default 8 KiB): fewer read() calls on the 47 MB training images. */
 #define IDX_GZ_BUFFER (128u << 10)
-/* Longest dir + file name caps_dataset_load builds. */
+/* Longest dir + file name caps_idx_dir_load builds. */
 #define IDX_PATH_MAX 4096
 
 /* One open IDX file: the zlib stream and its path, for messages. */
@@ -404,7 +405,7 @@ static int idx_find(char *path, const char *dir, const char *name, const char *w
     return CAPS_ERR_IO;
 }
 
-int caps_dataset_load(caps_dataset *ds, const char *dir, int train, int num_classes,
+int caps_idx_dir_load(caps_dataset *ds, const char *dir, int train, int num_classes,
                       caps_error *err) {
     CAPS_ASSERT(ds != NULL && dir != NULL);
     memset(ds, 0, sizeof *ds);
@@ -416,11 +417,4 @@ int caps_dataset_load(caps_dataset *ds, const char *dir, int train, int num_clas
                       train ? "training labels" : "test labels", err);
     if (rc) return rc;
     return caps_idx_load(ds, images, labels, num_classes, err);
-}
-
-void caps_dataset_free(caps_dataset *ds) {
-    if (!ds) return;
-    free(ds->images);
-    free(ds->labels);
-    memset(ds, 0, sizeof *ds);
 }

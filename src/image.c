@@ -1,7 +1,13 @@
 /*
- * image.c: single images in and out, for classifying a file and for saving reconstructions.
+ * image.c: single images in and out, for classifying a file, for image-folder data sets and
+ * for saving reconstructions.
  *
  *   caps_image_load       grayscale PNG (via libpng) or PGM (P5 binary, P2 ASCII) -> [H][W] floats
+ *   caps_image_read_u8    PNG, PGM or PPM (P6 binary, P3 ASCII) of any size -> [C][H][W] bytes,
+ *                         C = 1 (gray) or 3 (RGB), for data_folder.c
+ *   caps_image_load_channels  PNG, PGM or PPM -> [C][H][W] floats for a model of C = 1 or 3
+ *                         input channels (capsnet predict): gray as caps_image_load, colour
+ *                         from caps_image_read_u8's planes
  *   caps_image_write_png  [H][W] bytes -> 8-bit grayscale PNG, written atomically
  *
  * The format comes from the first bytes of the file, never from its name. The size must be
@@ -22,11 +28,18 @@
  * whitespace byte, the raster: P5 has 1 byte per sample (2, big-endian, when maxval > 255),
  * P2 has decimal numbers. Every sample must be <= maxval.
  *
+ * caps_image_read_u8 keeps colour: RGB and RGBA PNGs and PPMs give 3 channels (alpha
+ * composited on black, channel * alpha / 255 rounded), gray and gray + alpha PNGs and PGMs give
+ * 1; a palette PNG is gray when every palette entry is. Samples of more than 8 bits are
+ * rounded to 8 as libpng's png_set_scale_16 does: (v * 255 + maxval / 2) / maxval. Both
+ * readers share the libpng and Netpbm parsing below; only the last conversion differs.
+ *
  * Legend: H = h = image rows (height), W = w = image columns (width). Sizes in messages are
  * written W x H, the order of PNG, PGM and image viewers, and say so.
  * Output: out [H][W] row-major, value / maxval in [0, 1].
  */
 #include <errno.h>
+#include <limits.h>
 #include <png.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -39,6 +52,10 @@
 #define PNG_SIG_BYTES 8  /* 89 50 4E 47 0D 0A 1A 0A */
 #define PGM_MAXVAL_MAX 65535
 #define SNIFF_BYTES 8    /* enough for every signature we name */
+/* The most bytes of pixels caps_image_read_u8 takes from a file of any size: callers index
+ * pixels with int, as for IDX files. Checked from the header, before any allocation. */
+#define IMAGE_MAX_BYTES INT_MAX
+#define IMAGE_MAX_CHANNELS 3
 
 static const unsigned char png_signature[PNG_SIG_BYTES] = {0x89, 'P', 'N', 'G',
                                                            0x0D, 0x0A, 0x1A, 0x0A};
@@ -77,6 +94,28 @@ static int sniff_describe(char *desc, size_t cap, const unsigned char *b, size_t
             len += (size_t)snprintf(desc + len, cap - len, " %02X", b[i]);
     }
     return 1;
+}
+
+/* The rest of the signature, once its first two bytes ruled out PGM and PPM (*n of them read
+ * into sig): *png says whether the file is a PNG. CAPS_ERR_IO on a read error. */
+static int sniff_png(FILE *f, unsigned char *sig, size_t *n, int *png, const char *path,
+                     caps_error *err) {
+    if (*n == 2) *n += fread(sig + 2, 1, SNIFF_BYTES - 2, f);
+    if (ferror(f))
+        return caps_fail(err, CAPS_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
+    *png = *n == PNG_SIG_BYTES && memcmp(sig, png_signature, PNG_SIG_BYTES) == 0;
+    return CAPS_OK;
+}
+
+/* "unsupported image format (expected <expected>, got <what the bytes look like>)";
+ * *other: the bytes look like a known format of another kind (the caller's hint says how to
+ * convert it). */
+static int unsupported_format(const char *path, const char *expected, const unsigned char *sig,
+                              size_t n, int *other, caps_error *err) {
+    char desc[64];
+    *other = sniff_describe(desc, sizeof desc, sig, n);
+    return caps_fail(err, CAPS_ERR_FORMAT, "%s: unsupported image format (expected %s, got %s)",
+                     path, expected, desc);
 }
 
 /* ------------------------------------------------------------------------ PNG */
@@ -137,9 +176,30 @@ static void image_png_read(png_structp png, png_bytep data, size_t length) {
     image_png_fail(png, ctx, CAPS_ERR_FORMAT, "truncated PNG data (unexpected end of file)");
 }
 
-/* Reads the rest of a PNG whose 8 signature bytes have been consumed from ctx->f.
- * out: [h][w]. */
-static int image_png_load(image_png_ctx *ctx, float *out, int h, int w, caps_error *err) {
+/* The pixels of a PNG after libpng's transforms: 8-bit samples, interleaved as in the file. */
+typedef struct {
+    int h, w;
+    int channels;     /* 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA */
+    png_bytep pixels; /* [h][w * channels], malloc'd */
+} image_png_pixels;
+
+/* 1 when every palette entry is a gray (r = g = b): such a file is a gray image stored with
+ * a palette (as some optimisers write them), not a colour one. */
+static int image_png_gray_palette(png_structp png, png_infop info) {
+    png_colorp pal = NULL;
+    int num = 0;
+    if (!png_get_PLTE(png, info, &pal, &num)) return 0;
+    for (int i = 0; i < num; i++)
+        if (pal[i].red != pal[i].green || pal[i].green != pal[i].blue) return 0;
+    return 1;
+}
+
+/* Reads the rest of a PNG whose 8 signature bytes have been consumed from ctx->f, into 8-bit
+ * samples. keep_colour 0: colour reduced to gray (caps_image_load); 1: RGB kept, gray stays
+ * gray (caps_image_read_u8). want_h, want_w: the size required, or 0 for any size up to
+ * IMAGE_MAX_BYTES. Both callers share every libpng step; only the last conversion differs. */
+static int image_png_decode(image_png_ctx *ctx, int keep_colour, int want_h, int want_w,
+                            image_png_pixels *out, caps_error *err) {
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, ctx, image_png_on_error,
                                              image_png_on_warning);
     if (!png) return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory (libpng)", ctx->path);
@@ -164,34 +224,45 @@ static int image_png_load(image_png_ctx *ctx, float *out, int h, int w, caps_err
     /* Before any allocation: a header claiming a huge image costs nothing. */
     png_uint_32 fw = png_get_image_width(png, info);
     png_uint_32 fh = png_get_image_height(png, info);
-    if (fw != (png_uint_32)w || fh != (png_uint_32)h)
+    if (want_w > 0 && (fw != (png_uint_32)want_w || fh != (png_uint_32)want_h))
         image_png_fail(png, ctx, CAPS_ERR_FORMAT,
-                       "wrong image size (expected %dx%d pixels (w x h), got %lux%lu)", w, h,
-                       (unsigned long)fw, (unsigned long)fh);
+                       "wrong image size (expected %dx%d pixels (w x h), got %lux%lu)", want_w,
+                       want_h, (unsigned long)fw, (unsigned long)fh);
+    if (want_w <= 0 && (size_t)fw * fh > IMAGE_MAX_BYTES / IMAGE_MAX_CHANNELS)
+        image_png_fail(png, ctx, CAPS_ERR_FORMAT,
+                       "image too large (expected at most %d bytes of pixels, got %lux%lu)",
+                       IMAGE_MAX_BYTES, (unsigned long)fw, (unsigned long)fh);
+    int h = (int)fh, w = (int)fw;
 
     int color_type = png_get_color_type(png, info);
     int bit_depth = png_get_bit_depth(png, info);
+    int to_gray = (color_type & PNG_COLOR_MASK_COLOR) && /* RGB, RGBA, palettes */
+                  (!keep_colour || (color_type == PNG_COLOR_TYPE_PALETTE &&
+                                    image_png_gray_palette(png, info)));
+    int colour = (color_type & PNG_COLOR_MASK_COLOR) && !to_gray;
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     /* A tRNS chunk is transparency too: make it an alpha channel and composite it below. */
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
     /* Rounds (v * 255 + 32767) / 65535 where png_set_strip_16 would truncate to the high byte. */
     if (bit_depth == 16) png_set_scale_16(png);
-    if (color_type & PNG_COLOR_MASK_COLOR) /* RGB, RGBA, and palettes once expanded */
+    if (to_gray)
         png_set_rgb_to_gray_fixed(png, PNG_ERROR_ACTION_NONE, PNG_RGB_TO_GRAY_DEFAULT,
                                   PNG_RGB_TO_GRAY_DEFAULT);
     png_set_interlace_handling(png); /* Adam7 files: libpng assembles the passes for us */
     png_read_update_info(png, info);
 
-    /* After the transforms above: 8-bit gray, with or without alpha. */
+    /* After the transforms above: 8-bit gray or RGB, with or without alpha. */
     int channels = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
-    if (png_get_bit_depth(png, info) != 8 || (channels != 1 && channels != 2) ||
+    int want_channels = colour ? 3 : 1;
+    if (png_get_bit_depth(png, info) != 8 ||
+        (channels != want_channels && channels != want_channels + 1) ||
         rowbytes != (size_t)w * (size_t)channels)
         image_png_fail(png, ctx, CAPS_ERR_FORMAT,
-                       "unsupported PNG layout after conversion (expected 8-bit gray, got "
+                       "unsupported PNG layout after conversion (expected 8-bit %s, got "
                        "%d-bit, %d channels)",
-                       png_get_bit_depth(png, info), channels);
+                       colour ? "RGB" : "gray", png_get_bit_depth(png, info), channels);
 
     pixels = caps_alloc((size_t)h, rowbytes);
     rows = caps_alloc((size_t)h, sizeof *rows);
@@ -203,10 +274,24 @@ static int image_png_load(image_png_ctx *ctx, float *out, int h, int w, caps_err
     /* Reads up to IEND, so a file cut after the image data is still reported as truncated. */
     png_read_end(png, NULL);
 
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    out->h = h;
+    out->w = w;
+    out->channels = channels;
+    out->pixels = pixels;
+    return CAPS_OK;
+}
+
+/* A PNG as gray floats: out [h][w]. */
+static int image_png_load(image_png_ctx *ctx, float *out, int h, int w, caps_error *err) {
+    image_png_pixels px;
+    int rc = image_png_decode(ctx, 0, h, w, &px, err);
+    if (rc) return rc;
     for (int y = 0; y < h; y++) {
-        const png_byte *row = rows[y];
+        const png_byte *row = px.pixels + (size_t)y * (size_t)w * (size_t)px.channels;
         float *o = out + (size_t)y * (size_t)w;
-        if (channels == 1) {
+        if (px.channels == 1) {
             for (int x = 0; x < w; x++) o[x] = caps_unit_sample(row[x]);
         } else {
             /* Composite on black. alpha 255 gives exactly gray / 255, as an opaque file would. */
@@ -214,21 +299,76 @@ static int image_png_load(image_png_ctx *ctx, float *out, int h, int w, caps_err
                 o[x] = caps_unit_sample(row[2 * x]) * caps_unit_sample(row[2 * x + 1]);
         }
     }
-    free(rows);
-    free(pixels);
-    png_destroy_read_struct(&png, &info, NULL);
+    free(px.pixels);
     return CAPS_OK;
 }
 
-/* ------------------------------------------------------------------------ PGM */
+/* v * alpha / 255 rounded to nearest: an 8-bit sample composited on black. */
+static uint8_t image_composite_u8(unsigned v, unsigned alpha) {
+    return (uint8_t)((v * alpha + 127) / 255);
+}
+
+/* A PNG as 8-bit planes: *bytes [C][h][w], C = 1 (gray) or 3 (RGB); alpha composited on black. */
+static int image_png_load_u8(image_png_ctx *ctx, int want_h, int want_w, int *h, int *w,
+                             int *channels, uint8_t **bytes, caps_error *err) {
+    image_png_pixels px;
+    int rc = image_png_decode(ctx, 1, want_h, want_w, &px, err);
+    if (rc) return rc;
+    int alpha = px.channels == 2 || px.channels == 4;
+    int c_out = alpha ? px.channels - 1 : px.channels;
+    size_t plane = (size_t)px.h * (size_t)px.w;
+    uint8_t *o = malloc(plane * (size_t)c_out);
+    if (!o) {
+        free(px.pixels);
+        return caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory (%zu bytes of pixels)",
+                         ctx->path, plane * (size_t)c_out);
+    }
+    /* Interleaved [h][w][channels] -> planes [c][h][w], the layout of caps_dataset. */
+    for (size_t i = 0; i < plane; i++) {
+        const png_byte *p = px.pixels + i * (size_t)px.channels;
+        for (int c = 0; c < c_out; c++)
+            o[(size_t)c * plane + i] = alpha ? image_composite_u8(p[c], p[c_out]) : p[c];
+    }
+    free(px.pixels);
+    *h = px.h;
+    *w = px.w;
+    *channels = c_out;
+    *bytes = o;
+    return CAPS_OK;
+}
+
+/* ------------------------------------------------------------------------ PGM and PPM */
 
 #define PGM_TOKEN_CHARS 24 /* kept for messages; longer tokens are cut with "..." */
-#define PGM_CHUNK 4096     /* P5 raster read size, a multiple of both sample sizes */
+#define PGM_CHUNK 4096     /* P5/P6 raster read size, a multiple of both sample sizes */
 
+/* PGM and PPM differ only in the samples per pixel, so one reader does both. */
 typedef struct {
     FILE *f;
     const char *path;
+    const char *kind; /* "PGM" or "PPM", for messages */
+    int samples;      /* per pixel: 1 (PGM) or 3 (PPM: red, green, blue) */
 } pgm_reader;
+
+/* Where the samples go, one call per sample in file order. */
+typedef struct {
+    float *unit;    /* [h*w] v / maxval (caps_image_load, PGM only), or NULL */
+    uint8_t *bytes; /* [samples][h*w] planes of 8-bit samples, or NULL */
+    size_t plane;   /* h*w */
+    int samples;
+    int maxval;
+} pgm_sink;
+
+static void pgm_put(const pgm_sink *s, size_t i, int v) {
+    if (s->unit) {
+        s->unit[i] = (float)v / (float)s->maxval;
+    } else {
+        /* To 8 bits rounded to nearest, as png_set_scale_16 does: exact when maxval is 255. */
+        uint8_t b = (uint8_t)(((unsigned)v * 255u + (unsigned)s->maxval / 2) / (unsigned)s->maxval);
+        size_t px = i / (size_t)s->samples, c = i % (size_t)s->samples;
+        s->bytes[c * s->plane + px] = b;
+    }
+}
 
 static int pgm_is_space(int c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -288,11 +428,12 @@ static int pgm_header_number(pgm_reader *r, const char *what, char *tok, long lo
         return caps_fail(err, CAPS_ERR_IO, "%s: read failed (%s)", r->path, strerror(errno));
     if (got == 0)
         return caps_fail(err, CAPS_ERR_FORMAT,
-                         "%s: truncated PGM header (expected %s, got end of file)", r->path, what);
+                         "%s: truncated %s header (expected %s, got end of file)", r->path,
+                         r->kind, what);
     if (!pgm_number(tok, value))
         return caps_fail(err, CAPS_ERR_FORMAT,
-                         "%s: bad PGM %s (expected a decimal number, got '%s')", r->path, what,
-                         tok);
+                         "%s: bad %s %s (expected a decimal number, got '%s')", r->path, r->kind,
+                         what, tok);
     return CAPS_OK;
 }
 
@@ -305,19 +446,19 @@ static int pgm_truncated(pgm_reader *r, size_t expected, size_t got, const char 
                      r->path, expected, unit, got);
 }
 
+/* Sample i (file order) exceeds maxval: the message names its pixel's row and column. */
 static int pgm_sample_range(pgm_reader *r, size_t i, int w, long long v, int maxval,
                             caps_error *err) {
+    size_t px = i / (size_t)r->samples;
     return caps_fail(err, CAPS_ERR_FORMAT,
-                     "%s: PGM sample exceeds maxval at row %zu, column %zu (expected at most %d, "
+                     "%s: %s sample exceeds maxval at row %zu, column %zu (expected at most %d, "
                      "got %lld)",
-                     r->path, i / (size_t)w, i % (size_t)w, maxval, v);
+                     r->path, r->kind, px / (size_t)w, px % (size_t)w, maxval, v);
 }
 
-/* P5: n = h*w samples of bps bytes each. No buffer beyond one chunk on the stack.
- * out: [n]. */
-static int pgm_read_binary(pgm_reader *r, float *out, size_t n, int w, int maxval,
-                           caps_error *err) {
-    const size_t bps = maxval > 255 ? 2 : 1;
+/* P5/P6: n samples of bps bytes each. No buffer beyond one chunk on the stack. */
+static int pgm_read_binary(pgm_reader *r, const pgm_sink *s, size_t n, int w, caps_error *err) {
+    const size_t bps = s->maxval > 255 ? 2 : 1;
     const size_t total = n * bps;
     unsigned char buf[PGM_CHUNK];
     size_t done = 0; /* bytes read */
@@ -328,64 +469,82 @@ static int pgm_read_binary(pgm_reader *r, float *out, size_t n, int w, int maxva
         for (size_t k = 0; k < want; k += bps) {
             int v = bps == 2 ? (buf[k] << 8) | buf[k + 1] : buf[k]; /* 2 bytes: big-endian */
             size_t i = (done + k) / bps;
-            if (v > maxval) return pgm_sample_range(r, i, w, v, maxval, err);
-            out[i] = (float)v / (float)maxval;
+            if (v > s->maxval) return pgm_sample_range(r, i, w, v, s->maxval, err);
+            pgm_put(s, i, v);
         }
         done += want;
     }
     return CAPS_OK;
 }
 
-/* P2: n = h*w decimal samples separated by whitespace (comments allowed, as Netpbm does).
- * out: [n]. */
-static int pgm_read_ascii(pgm_reader *r, float *out, size_t n, int w, int maxval,
-                          caps_error *err) {
+/* P2/P3: n decimal samples separated by whitespace (comments allowed, as Netpbm does). */
+static int pgm_read_ascii(pgm_reader *r, const pgm_sink *s, size_t n, int w, caps_error *err) {
     char tok[PGM_TOKEN_CHARS + 4];
     int after = EOF;
     for (size_t i = 0; i < n; i++) {
         int got = pgm_token(r->f, tok, &after);
         if (got <= 0) return pgm_truncated(r, n, i, "samples", err);
         long long v;
+        size_t px = i / (size_t)r->samples;
         if (!pgm_number(tok, &v))
             return caps_fail(err, CAPS_ERR_FORMAT,
-                             "%s: bad PGM sample at row %zu, column %zu (expected a decimal "
+                             "%s: bad %s sample at row %zu, column %zu (expected a decimal "
                              "number, got '%s')",
-                             r->path, i / (size_t)w, i % (size_t)w, tok);
-        if (v > maxval) return pgm_sample_range(r, i, w, v, maxval, err);
-        out[i] = (float)v / (float)maxval;
+                             r->path, r->kind, px / (size_t)w, px % (size_t)w, tok);
+        if (v > s->maxval) return pgm_sample_range(r, i, w, v, s->maxval, err);
+        pgm_put(s, i, (int)v);
     }
     return CAPS_OK;
 }
 
-/* Reads a PGM whose two magic bytes ("P5" or "P2") have been consumed. out: [h][w]. */
-static int pgm_load(pgm_reader *r, int binary, float *out, int h, int w, caps_error *err) {
+/* Reads the header of a PGM or PPM whose two magic bytes have been consumed: width, height,
+ * maxval. want_h, want_w: the size required, or 0 for any size up to IMAGE_MAX_BYTES; either
+ * way a header claiming a huge image is refused before anything is allocated. *after: the
+ * byte after maxval, for pgm_raster. */
+static int pgm_header(pgm_reader *r, int want_h, int want_w, int *h, int *w, int *maxval,
+                      int *after, caps_error *err) {
     char wtok[PGM_TOKEN_CHARS + 4], htok[PGM_TOKEN_CHARS + 4], mtok[PGM_TOKEN_CHARS + 4];
-    long long fw, fh, maxval;
-    int after = EOF, rc;
-    if ((rc = pgm_header_number(r, "width", wtok, &fw, &after, err))) return rc;
-    if ((rc = pgm_header_number(r, "height", htok, &fh, &after, err))) return rc;
-    /* Before reading on: a header claiming a huge image is rejected here, and the raster is
-     * only ever written into the caller's h*w floats. */
-    if (fw != w || fh != h)
+    long long fw = 0, fh = 0, fmax = 0;
+    int rc;
+    if ((rc = pgm_header_number(r, "width", wtok, &fw, after, err))) return rc;
+    if ((rc = pgm_header_number(r, "height", htok, &fh, after, err))) return rc;
+    if (want_w > 0 && (fw != want_w || fh != want_h))
         return caps_fail(err, CAPS_ERR_FORMAT,
                          "%s: wrong image size (expected %dx%d pixels (w x h), got %sx%s)",
-                         r->path, w, h, wtok, htok);
-    if ((rc = pgm_header_number(r, "maxval", mtok, &maxval, &after, err))) return rc;
-    if (maxval < 1 || maxval > PGM_MAXVAL_MAX)
-        return caps_fail(err, CAPS_ERR_FORMAT, "%s: bad PGM maxval (expected 1 to %d, got %s)",
-                         r->path, PGM_MAXVAL_MAX, mtok);
-    size_t n = (size_t)h * (size_t)w;
-    if (!binary) return pgm_read_ascii(r, out, n, w, (int)maxval, err);
-    /* P5: exactly one whitespace byte ends the header. A comment there ends at its newline. */
+                         r->path, want_w, want_h, wtok, htok);
+    if (fw < 1 || fh < 1)
+        return caps_fail(err, CAPS_ERR_FORMAT,
+                         "%s: bad %s size (expected at least 1x1 pixels, got %sx%s)", r->path,
+                         r->kind, wtok, htok);
+    if (fw > IMAGE_MAX_BYTES || fh > IMAGE_MAX_BYTES / fw / r->samples)
+        return caps_fail(err, CAPS_ERR_FORMAT,
+                         "%s: image too large (expected at most %d bytes of pixels, got %sx%s)",
+                         r->path, IMAGE_MAX_BYTES, wtok, htok);
+    if ((rc = pgm_header_number(r, "maxval", mtok, &fmax, after, err))) return rc;
+    if (fmax < 1 || fmax > PGM_MAXVAL_MAX)
+        return caps_fail(err, CAPS_ERR_FORMAT, "%s: bad %s maxval (expected 1 to %d, got %s)",
+                         r->path, r->kind, PGM_MAXVAL_MAX, mtok);
+    *w = (int)fw;
+    *h = (int)fh;
+    *maxval = (int)fmax;
+    return CAPS_OK;
+}
+
+/* The raster after pgm_header, every sample into s. binary: P5/P6, else P2/P3. */
+static int pgm_raster(pgm_reader *r, int binary, int after, const pgm_sink *s, int w,
+                      caps_error *err) {
+    size_t n = s->plane * (size_t)s->samples;
+    if (!binary) return pgm_read_ascii(r, s, n, w, err);
+    /* P5/P6: exactly one whitespace byte ends the header. A comment there ends at its newline. */
     if (after == '#') {
         int c;
         do c = getc(r->f);
         while (c != '\n' && c != '\r' && c != EOF);
-        if (c == EOF) return pgm_truncated(r, n * (maxval > 255 ? 2 : 1), 0, "bytes", err);
+        if (c == EOF) return pgm_truncated(r, n * (s->maxval > 255 ? 2 : 1), 0, "bytes", err);
     } else if (after == EOF) {
-        return pgm_truncated(r, n * (maxval > 255 ? 2 : 1), 0, "bytes", err);
+        return pgm_truncated(r, n * (s->maxval > 255 ? 2 : 1), 0, "bytes", err);
     }
-    return pgm_read_binary(r, out, n, w, (int)maxval, err);
+    return pgm_read_binary(r, s, n, w, err);
 }
 
 /* ------------------------------------------------------------------------ public */
@@ -401,21 +560,21 @@ int caps_image_load(const char *path, float *out, int h, int w, caps_error *err)
     size_t n = fread(sig, 1, 2, f);
     int rc;
     if (n == 2 && sig[0] == 'P' && (sig[1] == '5' || sig[1] == '2')) {
-        pgm_reader r = {f, path};
-        rc = pgm_load(&r, sig[1] == '5', out, h, w, err);
+        pgm_reader r = {f, path, "PGM", 1};
+        int fh, fw, maxval, after = EOF;
+        rc = pgm_header(&r, h, w, &fh, &fw, &maxval, &after, err);
+        if (!rc) {
+            pgm_sink s = {out, NULL, (size_t)h * (size_t)w, 1, maxval};
+            rc = pgm_raster(&r, sig[1] == '5', after, &s, w, err);
+        }
     } else {
-        if (n == 2) n += fread(sig + 2, 1, SNIFF_BYTES - 2, f);
-        if (ferror(f)) {
-            rc = caps_fail(err, CAPS_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
-        } else if (n == PNG_SIG_BYTES && memcmp(sig, png_signature, PNG_SIG_BYTES) == 0) {
+        int png = 0, other = 0;
+        rc = sniff_png(f, sig, &n, &png, path, err);
+        if (!rc && png) {
             image_png_ctx ctx = {f, path, "invalid PNG", CAPS_OK, ""};
             rc = image_png_load(&ctx, out, h, w, err);
-        } else {
-            char desc[64];
-            int other = sniff_describe(desc, sizeof desc, sig, n);
-            rc = caps_fail(err, CAPS_ERR_FORMAT,
-                           "%s: unsupported image format (expected PNG or PGM, got %s)", path,
-                           desc);
+        } else if (!rc) {
+            rc = unsupported_format(path, "PNG or PGM", sig, n, &other, err);
             if (other)
                 caps_hint(err, "convert it to a grayscale PNG, e.g. `convert in.jpg -colorspace "
                                "Gray -resize %dx%d! out.png`", w, h);
@@ -423,6 +582,113 @@ int caps_image_load(const char *path, float *out, int h, int w, caps_error *err)
     }
     fclose(f); /* read only: a close error cannot lose data */
     return rc;
+}
+
+int caps_image_read_u8(const char *path, int want_h, int want_w, int *h, int *w, int *channels,
+                       uint8_t **bytes, caps_error *err) {
+    CAPS_ASSERT(path && h && w && channels && bytes && (want_h > 0) == (want_w > 0));
+    *bytes = NULL;
+    *h = *w = *channels = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return caps_fail(err, CAPS_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+
+    /* As in caps_image_load: two bytes decide PGM and PPM, eight PNG. */
+    unsigned char sig[SNIFF_BYTES];
+    size_t n = fread(sig, 1, 2, f);
+    int rc;
+    if (n == 2 && sig[0] == 'P' && strchr("2356", sig[1])) {
+        int ppm = sig[1] == '3' || sig[1] == '6';
+        pgm_reader r = {f, path, ppm ? "PPM" : "PGM", ppm ? 3 : 1};
+        int fh, fw, maxval, after = EOF;
+        rc = pgm_header(&r, want_h, want_w, &fh, &fw, &maxval, &after, err);
+        uint8_t *o = NULL;
+        if (!rc) {
+            size_t plane = (size_t)fh * (size_t)fw;
+            o = malloc(plane * (size_t)r.samples);
+            if (!o)
+                rc = caps_fail(err, CAPS_ERR_MEMORY, "%s: out of memory (%zu bytes of pixels)",
+                               path, plane * (size_t)r.samples);
+        }
+        if (!rc) {
+            pgm_sink s = {NULL, o, (size_t)fh * (size_t)fw, r.samples, maxval};
+            rc = pgm_raster(&r, sig[1] == '5' || sig[1] == '6', after, &s, fw, err);
+        }
+        if (rc) {
+            free(o);
+        } else {
+            *h = fh;
+            *w = fw;
+            *channels = r.samples;
+            *bytes = o;
+        }
+    } else {
+        int png = 0, other = 0;
+        rc = sniff_png(f, sig, &n, &png, path, err);
+        if (!rc && png) {
+            image_png_ctx ctx = {f, path, "invalid PNG", CAPS_OK, ""};
+            rc = image_png_load_u8(&ctx, want_h, want_w, h, w, channels, bytes, err);
+        } else if (!rc) {
+            rc = unsupported_format(path, "PNG, PGM or PPM", sig, n, &other, err);
+            if (other) caps_hint(err, "convert it to PNG, e.g. `convert in.jpg out.png`");
+        }
+    }
+    fclose(f); /* read only: a close error cannot lose data */
+    return rc;
+}
+
+/* libpng's default rgb_to_gray weights in 1/32768 (BT.709: 0.2126, 0.7152, 0.0722), which it
+ * applies to 8-bit samples of a file without gAMA or sRGB chunk: a PPM has neither, so gray
+ * from a PPM is what libpng makes of the same pixels in a plain PNG. */
+#define LUMA_R_FIXED 6968
+#define LUMA_G_FIXED 23434
+#define LUMA_B_FIXED 2366
+#define LUMA_SHIFT 15
+
+/* 1 when the file at path starts like a PPM (P3 or P6). A file that cannot be opened or read
+ * says 0: caps_image_load then reports the failure in its own words. */
+static int image_is_ppm(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char sig[2];
+    int ppm = fread(sig, 1, 2, f) == 2 && sig[0] == 'P' && (sig[1] == '3' || sig[1] == '6');
+    fclose(f);
+    return ppm;
+}
+
+int caps_image_load_channels(const char *path, float *out, int channels, int h, int w,
+                             caps_error *err) {
+    CAPS_ASSERT(path && out && h > 0 && w > 0);
+    if (channels != 1 && channels != 3)
+        return caps_fail(err, CAPS_ERR_ARG,
+                         "%s: cannot read an image for %d input channels (expected 1 or 3)",
+                         path, channels);
+    /* Gray from PNG and PGM: exactly caps_image_load, so a gray model sees one input however
+     * it is asked for. */
+    if (channels == 1 && !image_is_ppm(path)) return caps_image_load(path, out, h, w, err);
+    int fh, fw, fc;
+    uint8_t *b = NULL;
+    int rc = caps_image_read_u8(path, h, w, &fh, &fw, &fc, &b, err);
+    if (rc) return rc;
+    size_t plane = (size_t)h * (size_t)w;
+    if (channels == 1) { /* a PPM: fc is 3 */
+        for (size_t i = 0; i < plane; i++) {
+            unsigned r = b[i], g = b[plane + i], bl = b[2 * plane + i];
+            /* libpng truncates (its "historical approach") and keeps r = g = b exact. */
+            unsigned y = r == g && g == bl ? r
+                                           : (LUMA_R_FIXED * r + LUMA_G_FIXED * g +
+                                              LUMA_B_FIXED * bl) >> LUMA_SHIFT;
+            out[i] = caps_unit_sample(y);
+        }
+    } else {
+        /* Colour: the planes as they are. Gray: its plane three times, as PIL's convert("RGB"). */
+        for (int c = 0; c < 3; c++) {
+            const uint8_t *src = b + (fc == 3 ? (size_t)c * plane : 0);
+            for (size_t i = 0; i < plane; i++)
+                out[(size_t)c * plane + i] = caps_unit_sample(src[i]);
+        }
+    }
+    free(b);
+    return CAPS_OK;
 }
 
 /* Destination of libpng's output; see image_png_read for why not png_init_io. */

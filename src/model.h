@@ -1,7 +1,8 @@
 /*
  * model.h: the inside of a capsnet model, as capsnet.c keeps it: the configuration and
  * its shapes, the backend that holds the memory (backend.h), and what every backend shares
- * in the program's memory: labels, classes, predictions, per-image losses, the clock.
+ * in the program's memory: labels, classes, predictions, per-image losses, the clock, the
+ * classes' names.
  * The library and its tests include this; programs use only capsnet.h.
  */
 #ifndef CAPS_MODEL_H
@@ -20,6 +21,10 @@ struct capsnet {
 
     const caps_backend *be;
     caps_backend_state *bs;
+
+    /* The classes' names (caps_set_class_names): class_names[k] for class k, each and the
+     * array malloc'ed; NULL when the model has none. */
+    char **class_names; /* [cfg.num_classes] or NULL */
 
     /* [max_batch] each, for the last forward pass */
     int *labels;      /* true classes (or -1) */

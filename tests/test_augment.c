@@ -13,7 +13,8 @@
 enum { N = 6, S = 9 };
 
 static caps_dataset pattern_set(void) {
-    caps_dataset ds = {N, 1, S, S, malloc(N * S * S), malloc(N)};
+    caps_dataset ds = {.count = N, .channels = 1, .rows = S, .cols = S,
+                       .images = malloc(N * S * S), .labels = malloc(N)};
     caps_rng r;
     caps_rng_seed(&r, 3, 3);
     for (int k = 0; k < N * S * S; k++) ds.images[k] = (uint8_t)caps_rng_below(&r, 256);

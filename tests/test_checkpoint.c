@@ -22,10 +22,12 @@
 #include "test_model.h"
 
 /* The layout of docs/model-format.md. */
-#define HEADER_BYTES 208
-#define V1_HEADER_BYTES 192 /* version 1: no routing field */
+#define HEADER_BYTES 216
+#define V2_HEADER_BYTES 208 /* version 2: no names_bytes field */
+#define V1_HEADER_BYTES 192 /* version 1: no routing field either */
 #define OFF_ROUTING 192
 #define ROUTING_BYTES 16
+#define OFF_NAMES_BYTES 208
 #define OFF_VERSION 8
 #define OFF_HEADER_BYTES 12
 #define OFF_CONFIG 16
@@ -166,6 +168,18 @@ static unsigned char *tiny_bytes(size_t *len) {
     return test_read_file(p, len);
 }
 
+/* The model's class names are exactly want[0..3] (want NULL: it has none). */
+static int same_names(const capsnet *m, const char *const *want) {
+    for (int k = 0; k < 4; k++) {
+        const char *got = caps_class_name(m, k);
+        if (want ? !got || strcmp(got, want[k]) != 0 : got != NULL) return 0;
+    }
+    return caps_class_name(m, 4) == NULL;
+}
+
+/* The names a model loaded into keeps when the load fails. */
+static const char *const kept_names[4] = {"keep 0", "keep 1", "keep 2", "keep 3"};
+
 /* Every reader refuses path with code and a message naming it and containing phrase;
  * nothing escapes: *m and *log NULL, the state and an existing model unchanged. peek_too:
  * the damage is in the header or the size, which peek checks as well. */
@@ -189,7 +203,7 @@ static void expect_refused(const char *path, int code, const char *phrase, int p
 
     caps_config c = tiny_config();
     capsnet *into = make_model(&c, 1, 9), *ref = make_model(&c, 1, 9);
-    if (!into || !ref) {
+    if (!into || !ref || caps_set_class_names(into, 4, kept_names, &err) != CAPS_OK) {
         EXPECT(0, "cannot create the models");
         capsnet_free(into), capsnet_free(ref);
         return;
@@ -201,6 +215,7 @@ static void expect_refused(const char *path, int code, const char *phrase, int p
            "load_into: code %d (expected %d), message \"%s\" (expected \"%s\")", rc, code,
            err.msg, phrase);
     EXPECT(test_same_model(into, ref), "a failed load_into changed the model");
+    EXPECT(same_names(into, kept_names), "a failed load_into changed the class names");
     EXPECT(log == NULL && same_state(&st, &before), "a failed load_into left results behind");
     free(log != test_log ? log : NULL);
     capsnet_free(into), capsnet_free(ref);
@@ -311,7 +326,7 @@ TEST(layout_matches_the_documentation) {
     caps_config c = tiny_config();
     caps_train_state st;
     fill_state(&st);
-    uint64_t N = caps_num_params(&c), L = strlen(test_log);
+    uint64_t N = caps_num_params(&c), L = strlen(test_log); /* and no names */
     EXPECT(len == HEADER_BYTES + 12 * N + L + 4, "file size %zu (N %llu, L %llu)", len,
            (unsigned long long)N, (unsigned long long)L);
     if (len != HEADER_BYTES + 12 * N + L + 4) {
@@ -319,7 +334,7 @@ TEST(layout_matches_the_documentation) {
         return;
     }
     EXPECT(memcmp(b, "CAPSNET\0", 8) == 0, "magic");
-    EXPECT(get_le(b + OFF_VERSION, 4) == 2, "version");
+    EXPECT(get_le(b + OFF_VERSION, 4) == 3, "version");
     EXPECT(get_le(b + OFF_HEADER_BYTES, 4) == HEADER_BYTES - 16, "header_bytes");
     for (int k = 0; k < CAPS_CONFIG_FIELDS; k++)
         EXPECT(get_le(b + OFF_CONFIG + 4 * k, 4) == (uint32_t)caps_config_get(&c, k),
@@ -345,6 +360,7 @@ TEST(layout_matches_the_documentation) {
     EXPECT(get_le(b + OFF_EPOCH_IMAGES, 8) == (uint64_t)st.epoch_images, "epoch_images");
     EXPECT(get_le(b + OFF_NUM_PARAMS, 8) == N, "num_params");
     EXPECT(get_le(b + OFF_LOG_BYTES, 8) == L, "log_bytes");
+    EXPECT(get_le(b + OFF_NAMES_BYTES, 8) == 0, "names_bytes of a model without names");
     capsnet *m = make_model(&c, 1, 1);
     if (m) {
         size_t last = N - 1;
@@ -478,79 +494,318 @@ TEST(wrong_magic_is_not_a_model_file) {
     free(b);
 }
 
-TEST(version_3_is_unsupported) {
+TEST(version_4_is_unsupported) {
     size_t len;
     unsigned char *b = tiny_bytes(&len);
     if (!b) {
         EXPECT(0, "cannot read the file");
         return;
     }
-    put_le(b + OFF_VERSION, 3, 4);
+    put_le(b + OFF_VERSION, 4, 4);
     refresh_crc(b, len);
-    expect_bytes_refused("v3.caps", b, len, CAPS_ERR_FORMAT,
-                         "unsupported model file version (expected 1 or 2, got 3)", 1);
+    expect_bytes_refused("v4.caps", b, len, CAPS_ERR_FORMAT,
+                         "unsupported model file version (expected 1 to 3, got 4)", 1);
     char p[512];
-    test_path(p, "v3.caps");
+    test_path(p, "v4.caps");
     caps_error err;
     caps_model_peek(NULL, NULL, p, &err);
     EXPECT(strstr(err.hint, "newer capsnet") && strstr(err.hint, "retrain"), "hint: %s", err.hint);
     free(b);
 }
 
-/* A version 1 file, as capsnet wrote before routings had names: the same bytes without the
- * routing field, header_bytes 176. It loads, as routing "dynamic", with every value. */
-TEST(version_1_files_load_as_dynamic_routing) {
+/* The older file of a version 3 file b without names (len bytes): version 2, as capsnet
+ * wrote before models had class names (no names_bytes field, header_bytes 192), or version 1,
+ * before routings had names (no routing field either, header_bytes 176). *old_len its size. */
+static unsigned char *older_file(const unsigned char *b, size_t len, int version,
+                                 size_t *old_len) {
+    size_t header = version == 1 ? V1_HEADER_BYTES : V2_HEADER_BYTES;
+    unsigned char *old = malloc(len);
+    if (!old) return NULL;
+    *old_len = len - (HEADER_BYTES - header);
+    memcpy(old, b, header);
+    memcpy(old + header, b + HEADER_BYTES, len - HEADER_BYTES);
+    put_le(old + OFF_VERSION, (uint64_t)version, 4);
+    put_le(old + OFF_HEADER_BYTES, header - 16, 4);
+    refresh_crc(old, *old_len);
+    return old;
+}
+
+/* Version 1 and 2 files load, version 1 as routing "dynamic", with every value and without
+ * class names: a model loaded into loses the names it had. Saved again, they are the version
+ * 3 file of the same values. */
+TEST(versions_1_and_2_load_without_names) {
     size_t len;
     unsigned char *b = tiny_bytes(&len);
-    unsigned char *v1 = b ? malloc(len) : NULL;
-    if (!v1) {
-        free(b);
+    for (int version = 1; version <= 2 && b; version++) {
+        size_t old_len = 0, header = version == 1 ? V1_HEADER_BYTES : V2_HEADER_BYTES;
+        unsigned char *old = older_file(b, len, version, &old_len);
+        char p[512], name[32];
+        snprintf(name, sizeof name, "v%d.caps", version);
+        test_path(p, name);
+        EXPECT(old && test_write_file(p, old, old_len), "cannot write %s", p);
+        caps_config c = tiny_config();
+        capsnet *want = make_model(&c, 1, 1), *got = NULL;
+        caps_train_state st, wst;
+        fill_state(&wst);
+        char *log = NULL;
+        caps_error err;
+        int rc = old ? caps_model_load(&got, &st, &log, p, 1, NULL, &err) : CAPS_ERR_MEMORY;
+        EXPECT(rc == CAPS_OK, "version %d: load: %s", version, err.msg);
+        if (rc == CAPS_OK && want) {
+            EXPECT(capsnet_config(got)->routing == CAPS_ROUTING_DYNAMIC, "routing %d",
+                   capsnet_config(got)->routing);
+            EXPECT(test_same_model(want, got), "a version %d file loads other values", version);
+            EXPECT(same_state(&st, &wst) && log && strcmp(log, test_log) == 0,
+                   "version %d: state or log differ", version);
+            EXPECT(same_names(got, NULL), "a version %d file loads with class names", version);
+            EXPECT(caps_set_class_names(want, 4, kept_names, &err) == CAPS_OK, "%s", err.msg);
+            EXPECT(caps_model_load_into(want, NULL, NULL, p, &err) == CAPS_OK,
+                   "version %d: load_into: %s", version, err.msg);
+            EXPECT(same_names(want, NULL), "load_into a version %d file kept the model's names",
+                   version);
+            EXPECT(caps_model_peek(NULL, NULL, p, &err) == CAPS_OK, "peek: %s", err.msg);
+            snprintf(name, sizeof name, "v%d-saved.caps", version);
+            test_path(p, name);
+            EXPECT(caps_model_save(got, &st, log, p, &err) == CAPS_OK, "save: %s", err.msg);
+            size_t n2;
+            unsigned char *b2 = test_read_file(p, &n2);
+            EXPECT(b2 && n2 == len && memcmp(b2, b, len) == 0,
+                   "a re-saved version %d file differs from a version 3 save", version);
+            free(b2);
+        }
+        /* Cut inside the (shorter) header; a header_bytes of another version. */
+        char want_msg[128];
+        snprintf(name, sizeof name, "v%d-cut.caps", version);
+        snprintf(want_msg, sizeof want_msg, "truncated header (expected %zu bytes, got %zu)",
+                 header, header - 8);
+        if (old) expect_bytes_refused(name, old, header - 8, CAPS_ERR_FORMAT, want_msg, 1);
+        snprintf(name, sizeof name, "v%d-hsize.caps", version);
+        snprintf(want_msg, sizeof want_msg, "wrong header size for version %d (expected %zu, "
+                 "got %zu)", version, header - 16, header);
+        if (old) {
+            put_le(old + OFF_HEADER_BYTES, header, 4);
+            refresh_crc(old, old_len);
+            expect_bytes_refused(name, old, old_len, CAPS_ERR_FORMAT, want_msg, 1);
+        }
+        free(log), free(old);
+        capsnet_free(want), capsnet_free(got);
+    }
+    EXPECT(b != NULL, "cannot read the file");
+    free(b);
+}
+
+/* ---- class names */
+
+static const char *const tiny_names[4] = {"cat", "dog", "emu", "fox"};
+#define TINY_NAMES_BLOCK "cat\ndog\nemu\nfox\n"
+
+/* The tiny model (seed 1) with names, saved with the test state and log at name. */
+static capsnet *save_named(const char *name, const char *const *names, char path[TEST_PATH_MAX]) {
+    caps_config c = tiny_config();
+    capsnet *m = make_model(&c, 1, 1);
+    test_path(path, name);
+    caps_train_state st;
+    fill_state(&st);
+    caps_error err;
+    if (m && (caps_set_class_names(m, 4, names, &err) != CAPS_OK ||
+              caps_model_save(m, &st, test_log, path, &err) != CAPS_OK)) {
+        fprintf(stderr, "save %s: %s\n", path, err.msg);
+        capsnet_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+TEST(names_round_trip) {
+    char p[512];
+    capsnet *m = save_named("named.caps", tiny_names, p);
+    size_t len = 0;
+    unsigned char *b = m ? test_read_file(p, &len) : NULL;
+    caps_config c = tiny_config();
+    uint64_t N = caps_num_params(&c), L = strlen(test_log), M = strlen(TINY_NAMES_BLOCK);
+    EXPECT(b && len == HEADER_BYTES + 12 * N + L + M + 4, "file size %zu", len);
+    if (!b || len != HEADER_BYTES + 12 * N + L + M + 4) {
+        free(b), capsnet_free(m);
+        return;
+    }
+    /* The layout: names_bytes in the header, the block after the log, under the CRC. */
+    EXPECT(get_le(b + OFF_NAMES_BYTES, 8) == M, "names_bytes %llu",
+           (unsigned long long)get_le(b + OFF_NAMES_BYTES, 8));
+    EXPECT(memcmp(b + HEADER_BYTES + 12 * N, test_log, L) == 0, "log text");
+    EXPECT(memcmp(b + HEADER_BYTES + 12 * N + L, TINY_NAMES_BLOCK, M) == 0, "names block");
+    EXPECT(get_le(b + len - 4, 4) == crc32(crc32(0L, Z_NULL, 0), b, (uInt)(len - 4)), "CRC");
+    EXPECT(caps_model_file_size(m, L) == len, "caps_model_file_size %llu (expected %zu)",
+           (unsigned long long)caps_model_file_size(m, L), len);
+
+    caps_error err;
+    capsnet *got = NULL;
+    caps_train_state st;
+    char *log = NULL;
+    int rc = caps_model_load(&got, &st, &log, p, 1, NULL, &err);
+    EXPECT(rc == CAPS_OK, "load: %s", err.msg);
+    if (rc == CAPS_OK) {
+        EXPECT(same_names(got, tiny_names), "the names differ after a load");
+        EXPECT(test_same_model(m, got), "the model differs after a load");
+        /* Saved again: the same bytes. */
+        char p2[512];
+        test_path(p2, "named-again.caps");
+        EXPECT(caps_model_save(got, &st, log, p2, &err) == CAPS_OK, "save: %s", err.msg);
+        size_t n2;
+        unsigned char *b2 = test_read_file(p2, &n2);
+        EXPECT(b2 && n2 == len && memcmp(b2, b, len) == 0, "a re-saved file differs");
+        free(b2);
+    }
+    free(log);
+    capsnet_free(got);
+
+    /* load_into: the file's names replace none, or other names. */
+    capsnet *into = make_model(&c, 1, 2);
+    EXPECT(into != NULL, "cannot create the model");
+    if (into) {
+        rc = caps_model_load_into(into, NULL, NULL, p, &err);
+        EXPECT(rc == CAPS_OK && same_names(into, tiny_names), "load_into a model without names: "
+               "%s", err.msg);
+        EXPECT(caps_set_class_names(into, 4, kept_names, &err) == CAPS_OK, "%s", err.msg);
+        rc = caps_model_load_into(into, NULL, NULL, p, &err);
+        EXPECT(rc == CAPS_OK && same_names(into, tiny_names), "load_into a model with other "
+               "names: %s", err.msg);
+        /* A version 3 file without names clears them. */
+        char p3[512];
+        capsnet *plain = save_tiny("plain.caps", p3);
+        rc = caps_model_load_into(into, NULL, NULL, p3, &err);
+        EXPECT(rc == CAPS_OK && same_names(into, NULL), "load_into a file without names kept "
+               "them: %s", err.msg);
+        EXPECT(plain && caps_model_file_size(plain, L) == HEADER_BYTES + 12 * N + L + 4,
+               "caps_model_file_size of a model without names");
+        capsnet_free(plain);
+    }
+    capsnet_free(into);
+    free(b);
+    capsnet_free(m);
+
+    /* The longest names: a block of num_classes * CAPS_CLASS_NAME_MAX bytes, the bound. */
+    char longest[4][CAPS_CLASS_NAME_MAX];
+    const char *names[4];
+    for (int k = 0; k < 4; k++) {
+        memset(longest[k], 'a' + k, CAPS_CLASS_NAME_MAX - 1);
+        longest[k][CAPS_CLASS_NAME_MAX - 1] = '\0';
+        names[k] = longest[k];
+    }
+    m = save_named("longest.caps", names, p);
+    got = NULL;
+    rc = m ? caps_model_load(&got, NULL, NULL, p, 1, NULL, &err) : CAPS_ERR_MEMORY;
+    EXPECT(rc == CAPS_OK && same_names(got, names), "the longest names: %s", err.msg);
+    EXPECT(m && caps_model_file_size(m, L) == HEADER_BYTES + 12 * N + L + 4 * 128 + 4,
+           "caps_model_file_size with the longest names");
+    capsnet_free(got);
+    capsnet_free(m);
+}
+
+/* The named file b (len bytes, names block TINY_NAMES_BLOCK) with another names block of n
+ * bytes and the CRC recomputed: only the names can be wrong. *out_len its size. */
+static unsigned char *with_names_block(const unsigned char *b, size_t len, const char *block,
+                                       size_t n, size_t *out_len) {
+    size_t keep = len - 4 - strlen(TINY_NAMES_BLOCK);
+    unsigned char *out = malloc(keep + n + 4);
+    if (!out) return NULL;
+    memcpy(out, b, keep);
+    memcpy(out + keep, block, n);
+    put_le(out + OFF_NAMES_BYTES, n, 8);
+    *out_len = keep + n + 4;
+    refresh_crc(out, *out_len);
+    return out;
+}
+
+/* Every reader refuses the named file with the names block block[n] (CRC recomputed): load
+ * and load_into with phrase, after "<path>: "; peek reads no names and passes. */
+static void expect_names_refused(const char *name, const unsigned char *b, size_t len,
+                                 const char *block, size_t n, const char *phrase) {
+    size_t out_len = 0;
+    unsigned char *bad = with_names_block(b, len, block, n, &out_len);
+    EXPECT(bad != NULL, "out of memory");
+    if (bad) expect_bytes_refused(name, bad, out_len, CAPS_ERR_FORMAT, phrase, 0);
+    free(bad);
+}
+
+TEST(damaged_names_are_refused) {
+    char p[512];
+    capsnet *m = save_named("named-pristine.caps", tiny_names, p);
+    capsnet_free(m);
+    size_t len = 0;
+    unsigned char *b = test_read_file(p, &len);
+    if (!b) {
         EXPECT(0, "cannot read the file");
         return;
     }
-    size_t v1_len = len - ROUTING_BYTES;
-    memcpy(v1, b, OFF_ROUTING);
-    memcpy(v1 + V1_HEADER_BYTES, b + HEADER_BYTES, len - HEADER_BYTES);
-    put_le(v1 + OFF_VERSION, 1, 4);
-    put_le(v1 + OFF_HEADER_BYTES, V1_HEADER_BYTES - 16, 4);
-    refresh_crc(v1, v1_len);
-    char p[512];
-    test_path(p, "v1.caps");
-    EXPECT(test_write_file(p, v1, v1_len), "cannot write %s", p);
-    caps_config c = tiny_config();
-    capsnet *want = make_model(&c, 1, 1), *got = NULL;
-    caps_train_state st, wst;
-    fill_state(&wst);
-    char *log = NULL;
+    /* The block as written passes: the damage below is all that is wrong. */
+    size_t n = 0;
+    unsigned char *same = with_names_block(b, len, TINY_NAMES_BLOCK, 16, &n);
+    EXPECT(same && n == len && memcmp(same, b, len) == 0, "with_names_block changes the file");
+    free(same);
+#define BLOCK(s) s, sizeof s - 1
+    expect_names_refused("count3.caps", b, len, BLOCK("cat\ndogXemu\nfox\n"),
+                         "class names: wrong count (expected 4, one per class, got 3)");
+    expect_names_refused("count5.caps", b, len, BLOCK("cat\ndog\ne\nu\nfox\n"),
+                         "class names: wrong count (expected 4, one per class, got 5)");
+    expect_names_refused("control.caps", b, len, BLOCK("cat\nd\x01g\nemu\nfox\n"),
+                         "class names: class 1: control character 0x01 at byte 2 (expected "
+                         "none");
+    expect_names_refused("nul.caps", b, len, BLOCK("cat\ndog\nemu\nfo\0\n"),
+                         "class names: class 3: control character 0x00 at byte 3");
+    expect_names_refused("cr.caps", b, len, BLOCK("cat\r\ndog\nemu\nfox\n"),
+                         "class names: class 0: control character 0x0d at byte 4");
+    expect_names_refused("del.caps", b, len, BLOCK("cat\ndog\nemu\n\x7f\n"),
+                         "class names: class 3: control character 0x7f at byte 1");
+    expect_names_refused("emptyname.caps", b, len, BLOCK("cat\n\noggemu\nfox\n"),
+                         "class names: class 1: empty name (expected 1 to 127 bytes)");
+    expect_names_refused("unterminated.caps", b, len, BLOCK("cat\ndog\nemu\nfoxx"),
+                         "class names: last name not terminated (expected each name followed "
+                         "by a newline)");
+    char lng[300];
+    snprintf(lng, sizeof lng, "a\nb\nc\n%0200d\n", 0);
+    expect_names_refused("longname.caps", b, len, lng, strlen(lng),
+                         "class names: class 3: name too long (expected at most 127 bytes, got "
+                         "200)");
+#undef BLOCK
     caps_error err;
-    int rc = caps_model_load(&got, &st, &log, p, 1, NULL, &err);
-    EXPECT(rc == CAPS_OK, "load: %s", err.msg);
-    if (rc == CAPS_OK && want) {
-        EXPECT(capsnet_config(got)->routing == CAPS_ROUTING_DYNAMIC, "routing %d",
-               capsnet_config(got)->routing);
-        EXPECT(test_same_model(want, got), "a version 1 file loads other values");
-        EXPECT(same_state(&st, &wst) && log && strcmp(log, test_log) == 0, "state or log differ");
-        EXPECT(caps_model_load_into(want, NULL, NULL, p, &err) == CAPS_OK, "load_into: %s",
-               err.msg);
-        EXPECT(caps_model_peek(NULL, NULL, p, &err) == CAPS_OK, "peek: %s", err.msg);
-        /* Saved again, it is a version 2 file of the same values. */
-        test_path(p, "v1-saved.caps");
-        EXPECT(caps_model_save(got, &st, log, p, &err) == CAPS_OK, "save: %s", err.msg);
-        size_t n2;
-        unsigned char *b2 = test_read_file(p, &n2);
-        EXPECT(b2 && n2 == len && memcmp(b2, b, len) == 0,
-               "re-saved file differs from a version 2 save");
-        free(b2);
+    capsnet *got = NULL;
+    caps_model_load(&got, NULL, NULL, test_path(p, "control.caps"), 1, NULL, &err);
+    EXPECT(strstr(err.hint, "damaged or was not written by capsnet"), "hint: %s", err.hint);
+
+    /* names_bytes beyond what 4 names can hold, refused from the header (peek too) before
+     * anything is allocated; and names_bytes one more than the block: the size is wrong. */
+    unsigned char *k = malloc(len);
+    if (!k) {
+        free(b);
+        EXPECT(0, "out of memory");
+        return;
     }
-    /* Cut inside the (shorter) version 1 header. */
-    expect_bytes_refused("v1-cut.caps", v1, 150, CAPS_ERR_FORMAT,
-                         "truncated header (expected 192 bytes, got 150)", 1);
-    put_le(v1 + OFF_HEADER_BYTES, 192, 4);
-    refresh_crc(v1, v1_len);
-    expect_bytes_refused("v1-hsize.caps", v1, v1_len, CAPS_ERR_FORMAT,
-                         "wrong header size for version 1 (expected 176, got 192)", 1);
-    free(log), free(b), free(v1);
-    capsnet_free(want), capsnet_free(got);
+    memcpy(k, b, len);
+    put_le(k + OFF_NAMES_BYTES, 4 * 128 + 1, 8);
+    refresh_crc(k, len);
+    expect_bytes_refused("names-big.caps", k, len, CAPS_ERR_FORMAT,
+                         "class names too long (expected at most 512 bytes for 4 classes, got "
+                         "513)", 1);
+    memcpy(k, b, len);
+    put_le(k + OFF_NAMES_BYTES, (uint64_t)1 << 62, 8);
+    refresh_crc(k, len);
+    expect_bytes_refused("names-huge.caps", k, len, CAPS_ERR_FORMAT,
+                         "class names too long (expected at most 512 bytes for 4 classes, got "
+                         "4611686018427387904)", 1);
+    memcpy(k, b, len);
+    put_le(k + OFF_NAMES_BYTES, 17, 8);
+    refresh_crc(k, len);
+    char want[128];
+    snprintf(want, sizeof want, "truncated (expected %zu bytes, got %zu)", len + 1, len);
+    expect_bytes_refused("names-short.caps", k, len, CAPS_ERR_FORMAT, want, 1);
+    /* Cut inside the block; a byte of it flipped: the CRC covers the names. */
+    snprintf(want, sizeof want, "truncated (expected %zu bytes, got %zu)", len, len - 10);
+    expect_bytes_refused("names-cut.caps", b, len - 10, CAPS_ERR_FORMAT, want, 1);
+    memcpy(k, b, len);
+    k[len - 4 - 3] ^= 0x20; /* "fox" -> "fOx" */
+    expect_bytes_refused("names-flip.caps", k, len, CAPS_ERR_FORMAT, "checksum mismatch", 0);
+    free(k);
+    free(b);
 }
 
 /* The routing is stored by name; a name this capsnet does not know is refused by name. */
@@ -597,7 +852,7 @@ TEST(wrong_header_size_is_refused) {
     put_le(b + OFF_HEADER_BYTES, 140, 4);
     refresh_crc(b, len);
     expect_bytes_refused("hsize.caps", b, len, CAPS_ERR_FORMAT,
-                         "wrong header size for version 2 (expected 192, got 140)", 1);
+                         "wrong header size for version 3 (expected 200, got 140)", 1);
     free(b);
 }
 
@@ -677,7 +932,7 @@ TEST(bad_training_state_and_log_length_are_refused) {
 
 TEST(empty_short_missing_and_directory_are_refused) {
     expect_bytes_refused("empty.caps", (const unsigned char *)"", 0, CAPS_ERR_FORMAT,
-                         "truncated header (expected 208 bytes, got 0)", 1);
+                         "truncated header (expected 216 bytes, got 0)", 1);
     size_t len;
     unsigned char *b = tiny_bytes(&len);
     if (!b) {
@@ -685,7 +940,7 @@ TEST(empty_short_missing_and_directory_are_refused) {
         return;
     }
     expect_bytes_refused("cut.caps", b, 100, CAPS_ERR_FORMAT,
-                         "truncated header (expected 208 bytes, got 100)", 1);
+                         "truncated header (expected 216 bytes, got 100)", 1);
     free(b);
     char p[512];
     test_path(p, "no-such-file.caps");
@@ -968,8 +1223,10 @@ int main(void) {
     RUN(one_byte_short_is_truncated);
     RUN(one_byte_more_is_trailing_data);
     RUN(wrong_magic_is_not_a_model_file);
-    RUN(version_3_is_unsupported);
-    RUN(version_1_files_load_as_dynamic_routing);
+    RUN(version_4_is_unsupported);
+    RUN(versions_1_and_2_load_without_names);
+    RUN(names_round_trip);
+    RUN(damaged_names_are_refused);
     RUN(unknown_routing_is_refused_by_name);
     RUN(wrong_header_size_is_refused);
     RUN(config_field_out_of_range_is_refused);

@@ -207,7 +207,8 @@ TEST(layers_mnist_tf32) {
 
 /* n random 10x10 images, labels 0..3. */
 static caps_dataset synthetic(int n, uint64_t seed) {
-    caps_dataset ds = {n, 1, 10, 10, malloc((size_t)n * 100), malloc((size_t)n)};
+    caps_dataset ds = {.count = n, .channels = 1, .rows = 10, .cols = 10,
+                       .images = malloc((size_t)n * 100), .labels = malloc((size_t)n)};
     caps_rng r;
     caps_rng_seed(&r, seed, 0);
     for (int k = 0; k < n * 100; k++) ds.images[k] = (uint8_t)caps_rng_below(&r, 256);

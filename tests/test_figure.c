@@ -172,7 +172,8 @@ static caps_grid grid_from_case(const grid_case *k) {
                    k->row_labels ? ROW_LABELS : NULL,
                    k->col_labels ? COL_LABELS : NULL,
                    k->captions ? CAPTIONS : NULL,
-                   k->marked ? MARKS : NULL};
+                   k->marked ? MARKS : NULL,
+                   1};
     return g;
 }
 
@@ -239,7 +240,7 @@ TEST(grid_clamps_and_nan) {
     enum { W = 8 };
     float px[W] = {-1.0f, 2.0f, NAN, 0.5f, INFINITY, -INFINITY, 1.0f, 0.0f};
     const int want[W] = {0, 255, 0, 128, 255, 0, 255, 0}; /* round(127.5) = 128 */
-    caps_grid g = {1, 1, 1, W, 3, NULL, NULL, NULL, NULL, NULL};
+    caps_grid g = {1, 1, 1, W, 3, NULL, NULL, NULL, NULL, NULL, 1};
     caps_error err = {0};
     int rc = caps_grid_write_png(test_path(p, "clamp.png"), &g, px, &err);
     EXPECT(rc == CAPS_OK, "write: %s", err.msg);
@@ -256,11 +257,47 @@ TEST(grid_clamps_and_nan) {
     png_close(&d);
 }
 
+/* A colour grid: tile k's three planes are its red, green and blue, every screen pixel of
+ * every image pixel exact, tiles in order (a plane mixed up with the next tile's shows). */
+TEST(grid_colour) {
+    char p[512];
+    enum { H = 3, W = 5, HW = H * W, TILES = 2 };
+    float *px = random_pixels((size_t)TILES * 3 * HW, 53);
+    caps_grid g = {1, TILES, H, W, 2, "colour", NULL, NULL, NULL, NULL, 3};
+    caps_error err = {0};
+    int rc = caps_grid_write_png(test_path(p, "colour.png"), &g, px, &err);
+    EXPECT(rc == CAPS_OK, "write: %s", err.msg);
+    decoded_png d;
+    if (rc != CAPS_OK || !png_open(&d, p)) {
+        free(px);
+        return;
+    }
+    int colourful = 0;
+    for (int k = 0; k < TILES; k++) {
+        int ox, oy;
+        caps_grid_tile_origin(&g, 0, k, &ox, &oy);
+        for (int i = 0; i < HW; i++)
+            for (int dy = 0; dy < g.scale; dy++)
+                for (int dx = 0; dx < g.scale; dx++) {
+                    int rgb[3];
+                    png_rgb(&d, ox + (i % W) * g.scale + dx, oy + (i / W) * g.scale + dy, rgb);
+                    for (int c = 0; c < 3; c++)
+                        EXPECT(rgb[c] == expected_gray(px[(size_t)(k * 3 + c) * HW + i]),
+                               "tile %d pixel %d channel %d: %d, want %d", k, i, c, rgb[c],
+                               expected_gray(px[(size_t)(k * 3 + c) * HW + i]));
+                    colourful += rgb[0] != rgb[1] || rgb[1] != rgb[2];
+                }
+    }
+    EXPECT(colourful > 0, "no pixel of the colour grid is coloured");
+    png_close(&d);
+    free(px);
+}
+
 TEST(grid_mark_frame) {
     char p[512];
     const int marked[4] = {0, 1, 0, 0};
     const char *const caps[4] = {"a", "b", "c", "d"};
-    caps_grid g = {2, 2, 10, 6, 4, "marks", NULL, NULL, caps, marked};
+    caps_grid g = {2, 2, 10, 6, 4, "marks", NULL, NULL, caps, marked, 1};
     float px[4 * 10 * 6];
     for (size_t i = 0; i < sizeof px / sizeof px[0]; i++) px[i] = (float)(i % 7) / 6.0f;
     caps_error err = {0};
@@ -304,7 +341,7 @@ TEST(grid_odd_text) {
     const char *const rows[2] = {"\xff\xfe bad", longtext};
     const char *const cols[2] = {"\xe2\x82", "\xed\xa0\x80 surrogate"};
     const char *const caps[4] = {"", "\xc0\xaf overlong", "caf\xc3\xa9", longtext};
-    caps_grid g = {2, 2, 4, 4, 2, longtext, rows, cols, caps, NULL};
+    caps_grid g = {2, 2, 4, 4, 2, longtext, rows, cols, caps, NULL, 1};
     float px[2 * 2 * 16] = {0};
     caps_error err = {0};
     int rc = caps_grid_write_png(test_path(p, "odd.png"), &g, px, &err);
@@ -322,15 +359,17 @@ TEST(grid_bad_args) {
         caps_grid g;
         const char *phrase;
     } bad[] = {
-        {{0, 1, 4, 4, 1, NULL, NULL, NULL, NULL, NULL}, "grid rows out of range"},
-        {{1, -3, 4, 4, 1, NULL, NULL, NULL, NULL, NULL}, "grid cols out of range"},
-        {{1, 1, 0, 4, 1, NULL, NULL, NULL, NULL, NULL}, "grid tile_h out of range"},
-        {{1, 1, 4, 0, 1, NULL, NULL, NULL, NULL, NULL}, "grid tile_w out of range"},
-        {{1, 1, 4, 4, 0, NULL, NULL, NULL, NULL, NULL},
+        {{0, 1, 4, 4, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid rows out of range"},
+        {{1, -3, 4, 4, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid cols out of range"},
+        {{1, 1, 0, 4, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid tile_h out of range"},
+        {{1, 1, 4, 0, 1, NULL, NULL, NULL, NULL, NULL, 1}, "grid tile_w out of range"},
+        {{1, 1, 4, 4, 0, NULL, NULL, NULL, NULL, NULL, 1},
          "grid scale out of range (expected 1..16384, got 0)"},
-        {{1, 1, 4, 4, 100000, NULL, NULL, NULL, NULL, NULL}, "grid scale out of range"},
-        {{1, 150, 28, 28, 4, NULL, NULL, NULL, NULL, NULL}, "grid too large"},
-        {{16384, 16384, 16384, 16384, 16384, NULL, NULL, NULL, NULL, NULL}, "grid too large"},
+        {{1, 1, 4, 4, 100000, NULL, NULL, NULL, NULL, NULL, 1}, "grid scale out of range"},
+        {{1, 150, 28, 28, 4, NULL, NULL, NULL, NULL, NULL, 1}, "grid too large"},
+        {{16384, 16384, 16384, 16384, 16384, NULL, NULL, NULL, NULL, NULL, 1}, "grid too large"},
+        {{1, 1, 4, 4, 1, NULL, NULL, NULL, NULL, NULL, 2},
+         "grid channels out of range (expected 1 or 3, got 2)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         caps_error err = {0};
@@ -348,7 +387,7 @@ TEST(grid_bad_args) {
 TEST(grid_write_errors) {
     char p[512], d[512];
     float px[28 * 28] = {0};
-    caps_grid g = {1, 1, 28, 28, 2, "t", NULL, NULL, NULL, NULL};
+    caps_grid g = {1, 1, 28, 28, 2, "t", NULL, NULL, NULL, NULL, 1};
     caps_error err = {0};
     int rc = caps_grid_write_png(test_path(p, "no_dir/grid.png"), &g, px, &err);
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
@@ -369,7 +408,7 @@ TEST(grid_write_errors) {
 TEST(grid_write_fails_midway) {
     char p[512];
     enum { S = 64 };
-    caps_grid g = {2, 2, S, S, 2, NULL, NULL, NULL, NULL, NULL};
+    caps_grid g = {2, 2, S, S, 2, NULL, NULL, NULL, NULL, NULL, 1};
     float *px = random_pixels((size_t)4 * S * S, 77); /* noise: tens of KiB of PNG */
     const char *old = "old contents";
     EXPECT(test_write_file(test_path(p, "keep.png"), old, strlen(old)), "write");
@@ -810,7 +849,8 @@ TEST(sample_figures) {
         }
         static const char *const rows[R] = {"input", "reconstruction"};
         static const char *const cols[C] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
-        caps_grid g = {R, C, S, S, 3, "Inputs and reconstructions", rows, cols, caps, marked};
+        caps_grid g = {R, C, S, S, 3, "Inputs and reconstructions", rows, cols, caps, marked,
+                       1};
         caps_error err = {0};
         snprintf(p, sizeof p, "%s/sample_grid.png", dir);
         EXPECT(caps_grid_write_png(p, &g, px, &err) == CAPS_OK, "grid: %s", err.msg);
@@ -846,6 +886,7 @@ int main(void) {
     RUN(grid_sizes_and_pixels);
     RUN(grid_size_consistent);
     RUN(grid_clamps_and_nan);
+    RUN(grid_colour);
     RUN(grid_mark_frame);
     RUN(grid_odd_text);
     RUN(grid_bad_args);

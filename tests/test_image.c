@@ -1,5 +1,6 @@
 /*
- * test_image.c: caps_image_load and caps_image_write_png (src/image.c).
+ * test_image.c: caps_image_load, caps_image_load_channels and caps_image_write_png
+ * (src/image.c).
  *
  * Every input is built here, in a temporary folder under /tmp that is removed at the end:
  * PNGs written with libpng directly in each colour type (gray 2/8/16-bit, RGB, palette with
@@ -648,6 +649,102 @@ TEST(missing_file) {
     EXPECT_ERROR(rc, err, CAPS_ERR_IO, test_dir);
 }
 
+/* ------------------------------------------------------------------------ channels */
+
+/* A binary PPM (P6, maxval 255) of rgb [H*W][3] interleaved. */
+static int write_ppm(const char *path, const uint8_t *rgb, int h, int w) {
+    unsigned char file[64 + MAX_ROWS * MAX_ROWS * 3];
+    int len = snprintf((char *)file, 64, "P6\n%d %d\n255\n", w, h);
+    memcpy(file + len, rgb, (size_t)h * w * 3);
+    return test_write_file(path, file, (size_t)len + (size_t)h * w * 3);
+}
+
+/* 3 channels of a colour PPM and PNG: the red, green and blue planes, each byte / 255 exactly. */
+TEST(channels_colour) {
+    char p[512], q[512];
+    enum { H = 5, W = 7, HW = H * W };
+    uint8_t rgb[HW * 3];
+    float out[3 * HW], gray[HW], want_gray[HW];
+    fill_noise(rgb, sizeof rgb, 31);
+    EXPECT(write_ppm(test_path(p, "c.ppm"), rgb, H, W), "write");
+    raw_png spec = {W, H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, rgb, W * 3, NULL, 0, NULL, 0};
+    EXPECT(raw_png_write(test_path(q, "c.png"), &spec), "cannot write test file");
+    const char *files[2] = {p, q};
+    for (int f = 0; f < 2; f++) {
+        caps_error err = {0};
+        int rc = caps_image_load_channels(files[f], out, 3, H, W, &err);
+        EXPECT(rc == CAPS_OK, "%s: %s", files[f], err.msg);
+        for (int c = 0; rc == CAPS_OK && c < 3; c++)
+            for (int i = 0; i < HW; i++)
+                EXPECT(out[c * HW + i] == (float)rgb[3 * i + c] / 255.0f,
+                       "%s channel %d pixel %d: %g, want %d/255", files[f], c, i,
+                       out[c * HW + i], rgb[3 * i + c]);
+    }
+
+    /* 1 channel of the colour PNG is caps_image_load's gray, bit for bit; of the PPM (same
+     * pixels, no gamma chunk either) the same gray again. */
+    caps_error err = {0};
+    EXPECT(caps_image_load(q, want_gray, H, W, &err) == CAPS_OK, "load: %s", err.msg);
+    for (int f = 0; f < 2; f++) {
+        int rc = caps_image_load_channels(files[f], gray, 1, H, W, &err);
+        EXPECT(rc == CAPS_OK, "%s: %s", files[f], err.msg);
+        EXPECT(rc == CAPS_OK && memcmp(gray, want_gray, sizeof gray) == 0,
+               "%s: gray differs from caps_image_load's (pixel 0: %a vs %a)", files[f], gray[0],
+               want_gray[0]);
+    }
+}
+
+/* A gray image for a colour model: its plane three times. */
+TEST(channels_gray) {
+    char p[512], q[512];
+    enum { H = 6, W = 4, HW = H * W };
+    uint8_t px[HW];
+    float out[3 * HW], one[HW];
+    fill_noise(px, sizeof px, 37);
+    caps_error err = {0};
+    EXPECT(caps_image_write_png(test_path(p, "g.png"), px, H, W, &err) == CAPS_OK, "%s", err.msg);
+    unsigned char file[64 + HW];
+    int len = snprintf((char *)file, 64, "P5\n%d %d\n255\n", W, H);
+    memcpy(file + len, px, HW);
+    EXPECT(test_write_file(test_path(q, "g.pgm"), file, (size_t)len + HW), "write");
+    const char *files[2] = {p, q};
+    for (int f = 0; f < 2; f++) {
+        int rc = caps_image_load_channels(files[f], out, 3, H, W, &err);
+        EXPECT(rc == CAPS_OK, "%s: %s", files[f], err.msg);
+        for (int c = 0; rc == CAPS_OK && c < 3; c++)
+            for (int i = 0; i < HW; i++)
+                EXPECT(out[c * HW + i] == (float)px[i] / 255.0f, "%s channel %d pixel %d: %g",
+                       files[f], c, i, out[c * HW + i]);
+        rc = caps_image_load_channels(files[f], one, 1, H, W, &err);
+        EXPECT(rc == CAPS_OK && memcmp(one, out, sizeof one) == 0, "%s: 1 channel: %s", files[f],
+               err.msg);
+    }
+}
+
+TEST(channels_refused) {
+    char p[512];
+    enum { H = 5, W = 7 };
+    uint8_t rgb[H * W * 3];
+    float out[4 * H * W];
+    fill_noise(rgb, sizeof rgb, 41);
+    EXPECT(write_ppm(test_path(p, "c.ppm"), rgb, H, W), "write");
+    caps_error err = {0};
+    int counts[3] = {0, 2, 4};
+    for (int k = 0; k < 3; k++) {
+        int rc = caps_image_load_channels(p, out, counts[k], H, W, &err);
+        EXPECT_ERROR(rc, err, CAPS_ERR_ARG, p);
+        EXPECT_MSG(err, "expected 1 or 3");
+    }
+    /* The wrong size, at either channel count, names the file and both sizes. */
+    for (int c = 1; c <= 3; c += 2) {
+        int rc = caps_image_load_channels(p, out, c, W, H, &err);
+        EXPECT_ERROR(rc, err, CAPS_ERR_FORMAT, p);
+        EXPECT_MSG(err, "wrong image size (expected 5x7 pixels (w x h), got 7x5)");
+    }
+    int rc = caps_image_load_channels(test_path(p, "none.png"), out, 3, H, W, &err);
+    EXPECT_ERROR(rc, err, CAPS_ERR_IO, p);
+}
+
 /* ------------------------------------------------------------------------ write errors */
 
 TEST(write_missing_dir) {
@@ -717,6 +814,9 @@ int main(void) {
     RUN(pgm_huge_header);
     RUN(unsupported_formats);
     RUN(missing_file);
+    RUN(channels_colour);
+    RUN(channels_gray);
+    RUN(channels_refused);
     RUN(write_missing_dir);
     RUN(write_over_directory);
     RUN(write_fails_midway);

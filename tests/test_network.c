@@ -120,8 +120,10 @@ static void scale_up_caps_w(capsnet *m) {
     free(p);
 }
 
-static void check_network(int routing, int mask, float recon_weight, uint64_t seed) {
+static void check_network_c(int channels, int routing, int mask, float recon_weight,
+                            uint64_t seed) {
     caps_config c = tiny_config(routing);
+    c.in_channels = channels;
     capsnet *m = NULL;
     caps_error err;
     EXPECT(capsnet_create(&m, &c, NB, NULL, &err) == CAPS_OK, "create: %s", err.msg);
@@ -163,7 +165,8 @@ static void check_network(int routing, int mask, float recon_weight, uint64_t se
         size_t sz = capsnet_param_size(m, t);
         int decoder = t >= 5;
         char name[64];
-        snprintf(name, sizeof name, "R=%d mask=%d %s", routing, mask, capsnet_param_name(t));
+        snprintf(name, sizeof name, "C=%d R=%d mask=%d %s", channels, routing, mask,
+                 capsnet_param_name(t));
         /* Every element: none may fail; most must be checked (not skipped at a kink). */
         gc_result res = gradcheck(name, params + off, sz, analytic + off, net_loss, &n,
                                   1e-2, 2e-2, 1e-3);
@@ -192,6 +195,10 @@ static void check_network(int routing, int mask, float recon_weight, uint64_t se
     capsnet_free(m);
 }
 
+static void check_network(int routing, int mask, float recon_weight, uint64_t seed) {
+    check_network_c(1, routing, mask, recon_weight, seed);
+}
+
 /* A reconstruction weight of 1 (not 0.0005) makes the decoder's gradients large enough to
  * stand out of float32 rounding; the weight is only a factor in the code under test. */
 TEST(gradients_three_rounds) { check_network(3, CAPS_MASK_LABEL, 1.0f, 101); }
@@ -199,6 +206,8 @@ TEST(gradients_one_round) { check_network(1, CAPS_MASK_LABEL, 1.0f, 102); }
 TEST(gradients_two_rounds_predicted_mask) { check_network(2, CAPS_MASK_PREDICTED, 1.0f, 103); }
 TEST(gradients_three_rounds_paper_weight) { check_network(3, CAPS_MASK_LABEL, 0.0005f, 105); }
 TEST(gradients_without_decoder) { check_network(3, CAPS_MASK_LABEL, 0.0f, 104); }
+/* Colour: three input planes through Conv1, and a decoder that reconstructs all three. */
+TEST(gradients_colour_input) { check_network_c(3, 3, CAPS_MASK_LABEL, 1.0f, 106); }
 
 /* Training masks by the TRUE label, test by the PREDICTION: the decoder input holds the
  * capsule of that class and nothing else. */
@@ -385,6 +394,7 @@ int main(void) {
     RUN(gradients_two_rounds_predicted_mask);
     RUN(gradients_three_rounds_paper_weight);
     RUN(gradients_without_decoder);
+    RUN(gradients_colour_input);
     RUN(decoder_mask_label_in_training_prediction_at_test);
     RUN(initialisation_is_seeded);
     RUN(perturbation_figure_columns);

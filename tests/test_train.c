@@ -22,7 +22,8 @@ static caps_config tiny_config(void) {
 
 /* 37 random 10x10 images with labels 0..3: an odd count, so batches of 8 leave a remainder. */
 static caps_dataset synthetic(int n) {
-    caps_dataset ds = {n, 1, 10, 10, malloc((size_t)n * 100), malloc((size_t)n)};
+    caps_dataset ds = {.count = n, .channels = 1, .rows = 10, .cols = 10,
+                       .images = malloc((size_t)n * 100), .labels = malloc((size_t)n)};
     caps_rng r;
     caps_rng_seed(&r, 77, 0);
     for (int k = 0; k < n * 100; k++) ds.images[k] = (uint8_t)caps_rng_below(&r, 256);

@@ -2,12 +2,13 @@
  * capsnet.c: the command-line program, the only main of the project. Each command lives
  * in a file of its own (cmd_*.c); cli.c holds what they share.
  *
- *   capsnet train    train on an IDX data set (MNIST layout), checkpoint every epoch
+ *   capsnet train    train on IDX files, image folders or CIFAR-10, checkpoint every epoch
  *   capsnet test     accuracy, per-class accuracy, loss and confusion matrix of a model
- *   capsnet predict  classify 28x28 PNG or PGM images
+ *   capsnet predict  classify PNG, PGM or PPM images
  *   capsnet info     what a model file holds
  *   capsnet export   the weights as safetensors, the network as ONNX
  *   capsnet bench    training and inference speed, per layer
+ *   capsnet data     check a data set: layout, images per class, size, problems
  *   capsnet reconstruct, perturb, show, report: figures (PNG) and an HTML report
  *   capsnet serve    the capsule explorer, a local web page
  *
@@ -28,12 +29,13 @@ static const char main_usage[] =
     "Capsule networks with dynamic routing (Sabour, Frosst & Hinton, NIPS 2017).\n"
     "\n"
     "Commands:\n"
-    "  train     train on MNIST or another IDX data set, checkpointing every epoch\n"
+    "  train     train on MNIST, image folders or CIFAR-10, checkpointing every epoch\n"
     "  test      accuracy, per-class accuracy and confusion matrix of a model\n"
-    "  predict   classify PNG or PGM images\n"
+    "  predict   classify PNG, PGM or PPM images (gray or colour)\n"
     "  info      show what a model file holds\n"
     "  export    a model for PyTorch and ONNX users (safetensors, ONNX)\n"
     "  bench     measure training and inference speed on this machine\n"
+    "  data      check a data set (IDX, image folders, CIFAR-10): classes, sizes, problems\n"
     "\n"
     "Pictures (PNG files, and an HTML report):\n"
     "  reconstruct  test images and the decoder's reconstructions\n"
@@ -71,6 +73,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "data") == 0) return cmd_data(argc - 1, argv + 1);
     if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
     if (strcmp(cmd, "perturb") == 0) return cmd_perturb(argc - 1, argv + 1);
     if (strcmp(cmd, "show") == 0) return cmd_show(argc - 1, argv + 1);

@@ -27,9 +27,21 @@ static const char test_usage[] =
     "\n"
     "Options:\n";
 
-static void print_eval_text(const caps_eval *ev, const char *model, const char *data,
-                            const caps_affine *affine) {
-    int J = ev->num_classes;
+/* The widest class name of m, 0 when it has none: the name column of the tables. */
+static int name_width(const capsnet *m, int J) {
+    int w = 0;
+    for (int j = 0; j < J; j++) {
+        const char *name = caps_class_name(m, j);
+        if (name && (int)strlen(name) > w) w = (int)strlen(name);
+    }
+    return w;
+}
+
+/* The tables name the classes when the model has names (a column after the class number);
+ * without names the text is as it always was. */
+static void print_eval_text(const capsnet *m, const caps_eval *ev, const char *model,
+                            const char *data, const caps_affine *affine) {
+    int J = ev->num_classes, nw = name_width(m, J);
     printf("model %s on %s: %d test images\n", model, data, ev->total);
     if (affine)
         printf("each rotated by up to %g degrees and shifted by up to %g of its size (seed %llu)\n",
@@ -38,23 +50,31 @@ static void print_eval_text(const caps_eval *ev, const char *model, const char *
     printf("accuracy %.2f%% (%d / %d), test loss %.4f (margin %.4f, reconstruction %.4f)\n\n",
            ev->total ? 100.0 * ev->correct / ev->total : 0.0, ev->correct, ev->total, ev->loss,
            ev->margin, ev->recon);
-    printf("class  accuracy   correct / total\n");
-    for (int j = 0; j < J; j++)
-        printf("%5d  %7.2f%%   %7d / %d\n", j,
+    if (nw)
+        printf("class  %-*s  accuracy   correct / total\n", nw, "name");
+    else
+        printf("class  accuracy   correct / total\n");
+    for (int j = 0; j < J; j++) {
+        printf("%5d  ", j);
+        if (nw) printf("%-*s  ", nw, caps_class_name(m, j));
+        printf("%7.2f%%   %7d / %d\n",
                ev->class_total[j] ? 100.0 * ev->class_correct[j] / ev->class_total[j] : 0.0,
                ev->class_correct[j], ev->class_total[j]);
+    }
     printf("\nconfusion matrix (rows: true class, columns: predicted class)\n      ");
+    if (nw) printf("%-*s  ", nw, "");
     for (int j = 0; j < J; j++) printf("%6d", j);
     printf("\n");
     for (int i = 0; i < J; i++) {
         printf("%6d", i);
+        if (nw) printf("  %-*s", nw, caps_class_name(m, i));
         for (int j = 0; j < J; j++) printf("%6d", ev->confusion[i * J + j]);
         printf("\n");
     }
 }
 
-static void print_eval_json(const caps_eval *ev, const char *model, const char *data,
-                            const caps_affine *affine) {
+static void print_eval_json(const capsnet *m, const caps_eval *ev, const char *model,
+                            const char *data, const caps_affine *affine) {
     int J = ev->num_classes;
     printf("{\"model\": ");
     json_string(stdout, model);
@@ -68,11 +88,17 @@ static void print_eval_json(const caps_eval *ev, const char *model, const char *
            "\"margin_loss\": %.6f, \"recon_loss\": %.6f, \"per_class\": [",
            ev->total ? (double)ev->correct / ev->total : 0.0, ev->correct, ev->total, ev->loss,
            ev->margin, ev->recon);
-    for (int j = 0; j < J; j++)
-        printf("%s{\"class\": %d, \"accuracy\": %.6f, \"correct\": %d, \"total\": %d}",
-               j ? ", " : "", j,
+    for (int j = 0; j < J; j++) {
+        printf("%s{\"class\": %d, ", j ? ", " : "", j);
+        if (caps_class_name(m, j)) {
+            printf("\"name\": ");
+            json_string(stdout, caps_class_name(m, j));
+            printf(", ");
+        }
+        printf("\"accuracy\": %.6f, \"correct\": %d, \"total\": %d}",
                ev->class_total[j] ? (double)ev->class_correct[j] / ev->class_total[j] : 0.0,
                ev->class_correct[j], ev->class_total[j]);
+    }
     printf("], \"confusion\": [");
     for (int i = 0; i < J; i++) {
         printf("%s[", i ? ", " : "");
@@ -177,9 +203,9 @@ int cmd_test(int argc, char **argv) {
         }
     }
     if (json)
-        print_eval_json(&ev, model, data, aff ? &affine : NULL);
+        print_eval_json(m, &ev, model, data, aff ? &affine : NULL);
     else
-        print_eval_text(&ev, model, data, aff ? &affine : NULL);
+        print_eval_text(m, &ev, model, data, aff ? &affine : NULL);
     caps_eval_free(&ev);
     status = EXIT_SUCCESS;
 done:
@@ -194,9 +220,11 @@ done:
 static const char predict_usage[] =
     "Usage: capsnet predict --model MODEL [--json] FILE...\n"
     "\n"
-    "Classifies each FILE, a grayscale PNG or PGM of the model's image size (28x28 for\n"
-    "MNIST), white digit on black as in MNIST, and prints the predicted class and the\n"
-    "length of every class capsule. --json prints one JSON object per file per line.\n"
+    "Classifies each FILE, a PNG, PGM or PPM of the model's image size (28x28 for MNIST,\n"
+    "white digit on black as in MNIST), and prints the predicted class (with its name when\n"
+    "the model has class names) and the length of every class capsule. A gray model reads\n"
+    "colour files as gray; a colour model (3 input channels) reads gray files as three equal\n"
+    "planes. --json prints one JSON object per file per line.\n"
     "\n"
     "Options:\n";
 
@@ -235,21 +263,22 @@ int cmd_predict(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     const caps_config *cfg = capsnet_config(m);
-    int S = cfg->image_size, J = cfg->num_classes, failures = 0;
-    if (cfg->in_channels != 1) {
+    int S = cfg->image_size, C = cfg->in_channels, J = cfg->num_classes, failures = 0;
+    if (C != 1 && C != 3) {
         capsnet_free(m);
         free(files);
-        return fail_runtime("%s: predict reads grayscale images; this model takes %d channels",
-                            model, cfg->in_channels);
+        return fail_runtime("%s: predict reads gray (1 channel) or colour (3 channel) images; "
+                            "this model takes %d channels",
+                            model, C);
     }
-    float *x = malloc((size_t)S * S * sizeof(float));
+    float *x = malloc((size_t)C * S * S * sizeof(float));
     if (!x) {
         capsnet_free(m);
         free(files);
         return fail_runtime("out of memory");
     }
     for (int f = 0; f < npos; f++) {
-        if (caps_image_load(files[f], x, S, S, &err)) {
+        if (caps_image_load_channels(files[f], x, C, S, S, &err)) {
             print_error(&err);
             failures++;
             continue;
@@ -257,14 +286,23 @@ int cmd_predict(int argc, char **argv) {
         capsnet_forward(m, x, NULL, 1, CAPS_MASK_PREDICTED, 0.0f);
         int cls = capsnet_predictions(m)[0];
         const float *len = capsnet_lengths(m);
+        const char *name = caps_class_name(m, cls);
         if (json) {
             printf("{\"file\": ");
             json_string(stdout, files[f]);
-            printf(", \"class\": %d, \"lengths\": [", cls);
+            printf(", \"class\": %d, ", cls);
+            if (name) {
+                printf("\"name\": ");
+                json_string(stdout, name);
+                printf(", ");
+            }
+            printf("\"lengths\": [");
             for (int j = 0; j < J; j++) printf("%s%.9g", j ? ", " : "", (double)len[j]);
             printf("]}\n");
         } else {
-            printf("%s: class %d (length %.3f); lengths", files[f], cls, (double)len[cls]);
+            printf("%s: class %d", files[f], cls);
+            if (name) printf(" (%s)", name);
+            printf(" (length %.3f); lengths", (double)len[cls]);
             for (int j = 0; j < J; j++) printf(" %d:%.3f", j, (double)len[j]);
             printf("\n");
         }
@@ -315,6 +353,13 @@ int cmd_info(int argc, char **argv) {
            st.epoch, (long long)st.batch_in_epoch, st.batch, (double)st.lr,
            (double)st.lr_decay, (double)st.recon_weight, st.max_shift, st.limit,
            (unsigned long long)st.seed);
+    if (caps_class_name(m, 0)) {
+        printf("classes:");
+        for (int j = 0; j < cfg->num_classes; j++) printf(" %d=%s", j, caps_class_name(m, j));
+        printf("\n");
+    } else {
+        printf("classes: %d, unnamed\n", cfg->num_classes);
+    }
     if (log && *log) printf("log:\n%s", log);
     free(log);
     capsnet_free(m);

@@ -8,12 +8,16 @@
  *                         with spaces to a multiple of 8, then the tensors' bytes. The
  *                         names and shapes are those of the PyTorch module in
  *                         python/capsnet_torch.py, so torch's load_state_dict takes it as is.
+ *                         __metadata__ (string values only, by the format) says the routing,
+ *                         the configuration and, when the model has them, the class names:
+ *                         "class_names" holds a JSON array of strings, itself as a string.
  *   --format onnx         the inference network (routing unrolled, lengths and the
  *                         reconstruction as outputs) through that module and PyTorch's own
  *                         exporter, torch.onnx.export: capsnet runs the Python bridge with
  *                         Debian's python3-torch. The ONNX graph format is PyTorch's to get
  *                         right; writing its protobuf here would be a second copy of the
- *                         network to keep equal to the first.
+ *                         network to keep equal to the first. The bridge puts the class names
+ *                         into the ONNX model's metadata_props ("class_names", the same JSON).
  *
  * Both write atomically: a temporary file beside --out, renamed only when complete.
  */
@@ -86,6 +90,43 @@ static int append(char **buf, size_t *n, size_t *cap, const char *fmt, ...) {
     }
 }
 
+/* Appends s as a JSON string literal: '"' and '\\' escaped, control characters as \u00XX
+ * (a class name has none), UTF-8 as it is, and each byte that is not part of a well-formed
+ * UTF-8 sequence as U+FFFD, so that the header stays valid UTF-8 (safetensors requires it)
+ * whatever bytes a name holds. */
+static int append_json_string(char **buf, size_t *n, size_t *cap, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    int ok = append(buf, n, cap, "\"");
+    while (ok && *p) {
+        /* The length of the UTF-8 sequence at p, 0 when it is not well formed (RFC 3629:
+         * no overlong forms, no surrogates, nothing above U+10FFFF). */
+        size_t len = 0;
+        if (*p < 0x80) len = 1;
+        else if (*p >= 0xc2 && *p <= 0xdf) len = 2;
+        else if (*p >= 0xe0 && *p <= 0xef) len = 3;
+        else if (*p >= 0xf0 && *p <= 0xf4) len = 4;
+        for (size_t k = 1; k < len; k++)
+            if ((p[k] & 0xc0) != 0x80) len = 0;
+        if ((len == 3 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] > 0x9f))) ||
+            (len == 4 && ((*p == 0xf0 && p[1] < 0x90) || (*p == 0xf4 && p[1] > 0x8f))))
+            len = 0;
+        if (len == 0) {
+            ok = append(buf, n, cap, "\\ufffd");
+            p++;
+        } else if (*p == '"' || *p == '\\') {
+            ok = append(buf, n, cap, "\\%c", *p);
+            p++;
+        } else if (*p < 0x20) {
+            ok = append(buf, n, cap, "\\u%04x", *p);
+            p++;
+        } else {
+            ok = append(buf, n, cap, "%.*s", (int)len, (const char *)p);
+            p += len;
+        }
+    }
+    return ok && append(buf, n, cap, "\"");
+}
+
 static int write_safetensors(capsnet *m, const char *model, const char *path) {
     const caps_config *c = capsnet_config(m);
     size_t cap = 4096, n = 0, offset = 0;
@@ -110,7 +151,21 @@ static int write_safetensors(capsnet *m, const char *model, const char *path) {
     for (int k = 0; ok && k < CAPS_CONFIG_FIELDS; k++)
         ok = append(&json, &n, &cap, "%s%s=%d", k ? "," : "", caps_config_field_name(k),
                     caps_config_get(c, k));
-    ok = ok && append(&json, &n, &cap, "\"}}");
+    ok = ok && append(&json, &n, &cap, "\"");
+    if (ok && caps_class_name(m, 0)) {
+        /* The names as a JSON array, then that text as the string value of "class_names". */
+        size_t an = 0, acap = 256;
+        char *array = malloc(acap);
+        ok = array != NULL && append(&array, &an, &acap, "[");
+        for (int k = 0; ok && k < c->num_classes; k++)
+            ok = (k == 0 || append(&array, &an, &acap, ",")) &&
+                 append_json_string(&array, &an, &acap, caps_class_name(m, k));
+        ok = ok && append(&array, &an, &acap, "]") &&
+             append(&json, &n, &cap, ",\"class_names\":") &&
+             append_json_string(&json, &n, &cap, array);
+        free(array);
+    }
+    ok = ok && append(&json, &n, &cap, "}}");
     while (ok && n % 8) ok = append(&json, &n, &cap, " "); /* the tensors start 8-aligned */
     size_t P = capsnet_num_params(m);
     float *w = ok ? malloc(P * sizeof(float)) : NULL;

@@ -5,8 +5,10 @@
  *   capsnet perturb      the paper's Figure 4: each dimension of a digit capsule shifted
  *   capsnet show         a labelled grid of input images, shifted or affine previews
  *
- * The images come from the test set (show: the training set) of an IDX folder; the
- * figures are visualize.c's and figure.c's (cairo).
+ * The images come from the test set (show: the training set) of a data folder (IDX files,
+ * image folders, CIFAR-10); the figures are visualize.c's and figure.c's (cairo). Colour
+ * images (3 channels) are drawn in colour, others in gray; classes by name where the model
+ * (show: the data set) names them.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -80,7 +82,7 @@ static int parse_affine_flag(caps_affine *a, const char *spec, uint64_t seed) {
 
 int cmd_reconstruct(int argc, char **argv) {
     const char *model = NULL, *data = "data/mnist", *out = "reconstructions.png", *aff = NULL;
-    int count = 10, start = 0, threads = 0;
+    int count = 10, start = 0, step = 1, threads = 0;
     uint64_t seed = 1;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
@@ -88,6 +90,8 @@ int cmd_reconstruct(int argc, char **argv) {
         {"out", OPT_STRING, &out, 0, 0, "FILE", "PNG to write (reconstructions.png)", 0},
         {"count", OPT_INT, &count, 1, 1000, "N", "test images to draw (10)", 0},
         {"start", OPT_INT, &start, 0, INT_MAX, "I", "first test image (0)", 0},
+        {"step", OPT_INT, &step, 1, INT_MAX, "K",
+         "every K-th test image (1); image folders hold their classes in turn", 0},
         {"affine", OPT_STRING, &aff, 0, 0, "DEG,FRAC", "rotate and shift the images first", 0},
         {"seed", OPT_U64, &seed, 0, 0, "S", "seed of the affine draws (1)", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
@@ -106,18 +110,20 @@ int cmd_reconstruct(int argc, char **argv) {
     caps_dataset test = {0};
     if ((rc = load_model_and_test(&m, &st, &test, model, data, count < 100 ? count : 100)))
         return rc;
-    if (start >= test.count || count > test.count - start) {
-        rc = fail_usage("reconstruct", "--start %d --count %d runs past the %d test images",
-                        start, count, test.count);
+    int64_t last = start + (int64_t)(count - 1) * step; /* the last image drawn */
+    if (last >= test.count) {
+        rc = fail_usage("reconstruct", "--start %d --count %d --step %d runs past the %d test "
+                        "images", start, count, step, test.count);
     } else {
-        char title[256];
-        snprintf(title, sizeof title, "test images %d to %d%s: inputs and reconstructions",
-                 start, start + count - 1, aff ? " (rotated and shifted)" : "");
+        char title[256], every[32] = "";
+        if (step > 1) snprintf(every, sizeof every, ", every %d", step);
+        snprintf(title, sizeof title, "test images %d to %lld%s%s: inputs and reconstructions",
+                 start, (long long)last, every, aff ? " (rotated and shifted)" : "");
         int wrong = 0, *images = malloc((size_t)count * sizeof(int));
         if (!images) {
             rc = fail_runtime("out of memory");
         } else {
-            for (int k = 0; k < count; k++) images[k] = start + k;
+            for (int k = 0; k < count; k++) images[k] = start + k * step;
             caps_error err;
             rc = caps_draw_reconstructions(m, &test, images, count, aff ? &affine : NULL, out,
                                            title, &wrong, NULL, &err);
@@ -179,9 +185,12 @@ int cmd_perturb(int argc, char **argv) {
         if (rc) {
             print_error(&err);
             rc = EXIT_FAILURE;
-        } else
-            printf("wrote %s: test image %d (a %d), capsule %d, %d dimensions x %d shifts\n", out,
-                   index, test.labels[index], cls, capsnet_config(m)->digit_dim, steps);
+        } else {
+            const char *name = caps_class_name(m, test.labels[index]);
+            printf("wrote %s: test image %d (a %d%s%s), capsule %d, %d dimensions x %d shifts\n",
+                   out, index, test.labels[index], name ? ", " : "", name ? name : "", cls,
+                   capsnet_config(m)->digit_dim, steps);
+        }
     }
     capsnet_free(m);
     caps_dataset_free(&test);
@@ -233,12 +242,13 @@ int cmd_show(int argc, char **argv) {
         caps_dataset_free(&ds);
         return rc;
     }
-    int HW = ds.rows * ds.cols, P = ds.channels * HW;
+    /* Colour drawn as colour; another channel count as its channel 0. */
+    int HW = ds.rows * ds.cols, P = ds.channels * HW, G = ds.channels == 3 ? 3 : 1;
     int cols = count < GRID_COLUMNS ? count : GRID_COLUMNS, rows = (count + cols - 1) / cols;
     float *x = malloc((size_t)count * P * sizeof(float));
-    float *tiles = calloc((size_t)rows * cols * HW, sizeof(float));
+    float *tiles = calloc((size_t)rows * cols * G * HW, sizeof(float));
     int *idx = malloc((size_t)count * sizeof(int)), *labels = malloc((size_t)count * sizeof(int));
-    char (*caption)[16] = calloc((size_t)count, sizeof *caption);
+    char (*caption)[CAPS_CLASS_NAME_MAX] = calloc((size_t)count, sizeof *caption);
     const char **captions = calloc((size_t)rows * cols, sizeof *captions);
     rc = EXIT_FAILURE;
     if (x && tiles && idx && labels && caption && captions) {
@@ -249,10 +259,13 @@ int cmd_show(int argc, char **argv) {
             caps_make_batch_affine(x, labels, &ds, idx, count, &affine);
         else
             caps_make_batch(x, labels, &ds, idx, count, shift ? 2 : 0, &r);
-        for (int k = 0; k < count; k++) /* channel 0: figures are grayscale */
-            memcpy(tiles + (size_t)k * HW, x + (size_t)k * P, (size_t)HW * sizeof(float));
+        for (int k = 0; k < count; k++)
+            memcpy(tiles + (size_t)k * G * HW, x + (size_t)k * P, (size_t)G * HW * sizeof(float));
         for (int k = 0; k < count; k++) {
-            snprintf(caption[k], sizeof caption[0], "%d", labels[k]);
+            if (labels[k] < ds.num_names)
+                snprintf(caption[k], sizeof caption[0], "%s", ds.class_names[labels[k]]);
+            else
+                snprintf(caption[k], sizeof caption[0], "%d", labels[k]);
             captions[k] = caption[k];
         }
         char title[256];
@@ -260,7 +273,7 @@ int cmd_show(int argc, char **argv) {
                  start, start + count - 1,
                  aff ? ", rotated and shifted" : shift ? ", shifted by up to 2 pixels" : "");
         caps_grid g = {rows, cols, ds.rows, ds.cols, FIGURE_SCALE, title, NULL, NULL, captions,
-                       NULL};
+                       NULL, G};
         rc = write_grid(out, &g, tiles);
         if (!rc) printf("wrote %s: %d images\n", out, count);
     } else {

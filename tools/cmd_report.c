@@ -10,7 +10,9 @@
  *   the perturbation figure, one per class    perturb_<class>.png
  *
  * Every file is written atomically; index.html last, so a page that exists refers only to
- * files that exist.
+ * files that exist. Classes are named where the model has names (caps_class_name): a name
+ * column in the per-class table, a legend under the confusion matrix, the figure captions.
+ * A colour model's figures are in colour (visualize.c).
  */
 #include <errno.h>
 #include <limits.h>
@@ -319,16 +321,24 @@ int cmd_report(int argc, char **argv) {
         100.0 * moved.correct / moved.total, moved.correct, moved.total);
     put(&page, "<tr><td>test loss</td><td>%.4f</td><td>%.4f</td></tr>\n</table>\n", clean.loss,
         moved.loss);
-    put(&page, "<h2>Per class</h2>\n<table>\n<tr><th>class</th><th>images</th><th>clean</th>"
-               "<th></th><th>rotated and shifted</th><th></th></tr>\n");
+    int named = caps_class_name(m, 0) != NULL;
+    put(&page, "<h2>Per class</h2>\n<table>\n<tr><th>class</th>%s<th>images</th><th>clean</th>"
+               "<th></th><th>rotated and shifted</th><th></th></tr>\n",
+        named ? "<th style=\"text-align:left\">name</th>" : "");
     for (int j = 0; j < J; j++) {
         double a = clean.class_total[j] ? 100.0 * clean.class_correct[j] / clean.class_total[j] : 0;
         double b = moved.class_total[j] ? 100.0 * moved.class_correct[j] / moved.class_total[j] : 0;
-        put(&page, "<tr><td>%d</td><td>%d</td><td>%.2f%%</td><td style=\"text-align:left\">"
+        put(&page, "<tr><td>%d</td>", j);
+        if (named) {
+            put(&page, "<td style=\"text-align:left\">");
+            put_escaped(&page, caps_class_name(m, j));
+            put(&page, "</td>");
+        }
+        put(&page, "<td>%d</td><td>%.2f%%</td><td style=\"text-align:left\">"
                    "<span class=\"bar\" style=\"width:%.0fpx\"></span></td><td>%.2f%%</td>"
                    "<td style=\"text-align:left\"><span class=\"bar moved\" style=\"width:%.0fpx\">"
                    "</span></td></tr>\n",
-            j, clean.class_total[j], a, 1.5 * a, b, 1.5 * b);
+            clean.class_total[j], a, 1.5 * a, b, 1.5 * b);
     }
     put(&page, "</table>\n");
 
@@ -343,7 +353,16 @@ int cmd_report(int argc, char **argv) {
 
     put(&page, "<h2>Confusion matrix</h2>\n<figure><img src=\"confusion.png\" alt=\"confusion "
                "matrix\"><figcaption>Rows: true class; columns: predicted class; shade: share of "
-               "the row.</figcaption></figure>\n");
+               "the row.");
+    if (named) {
+        put(&page, " Classes:");
+        for (int j = 0; j < J; j++) {
+            put(&page, "%s %d ", j ? "," : "", j);
+            put_escaped(&page, caps_class_name(m, j));
+        }
+        put(&page, ".");
+    }
+    put(&page, "</figcaption></figure>\n");
     put(&page, "<h2>Most confidently wrong</h2>\n");
     if (nwrong > 0)
         put(&page, "<figure><img src=\"wrong.png\" alt=\"the most confidently wrong test images\">"
@@ -359,12 +378,19 @@ int cmd_report(int argc, char **argv) {
     put(&page, "<h2>What the dimensions encode</h2>\n<p>As the paper's Figure 4: one row per "
                "dimension of the digit capsule, that dimension shifted from -0.25 to +0.25 in "
                "steps of 0.05, the unshifted reconstruction in the middle column.</p>\n");
-    for (int j = 0; j < nclass; j++)
-        if (per_class[j] >= 0)
-            put(&page, "<figure><img src=\"perturb_%d.png\" alt=\"perturbation figure for class "
-                       "%d\" loading=\"lazy\"><figcaption>Class %d: test image %d.</figcaption>"
-                       "</figure>\n",
-                j, j, j, per_class[j]);
+    for (int j = 0; j < nclass; j++) {
+        if (per_class[j] < 0) continue;
+        const char *name = caps_class_name(m, j);
+        put(&page, "<figure><img src=\"perturb_%d.png\" alt=\"perturbation figure for class "
+                   "%d\" loading=\"lazy\"><figcaption>Class %d",
+            j, j, j);
+        if (name) {
+            put(&page, " (");
+            put_escaped(&page, name);
+            put(&page, ")");
+        }
+        put(&page, ": test image %d.</figcaption></figure>\n", per_class[j]);
+    }
     put(&page, "</body>\n</html>\n");
     if (page.failed) {
         fail_runtime("out of memory");

@@ -8,12 +8,16 @@
  * the disk, and the page needs no network.
  *
  *   GET  /                   the page (also /index.html, /style.css, /app.js)
- *   GET  /api/info           model name, classes, image size, capsule size, test images
- *   POST /api/classify       {"pixels": [P]} -> class, lengths, capsules, reconstruction
+ *   GET  /api/info           model name, classes, image size, channels, capsule size, test
+ *                            images, class_names ([classes] strings, or null)
+ *   POST /api/classify       {"pixels": [P]} -> class, name, lengths, capsules, reconstruction
  *   POST /api/decode         {"class": c, "capsule": [E]} -> reconstruction
- *   GET  /api/test/<i>       (with --data) test image i: index, label, pixels
+ *   GET  /api/test/<i>       (with --data) test image i: index, label, name, pixels
  *   POST /api/perturb        {"pixels": [P], "range": r, "steps": s} -> the paper's Figure 4
- *                            as base64 gray bytes, [E][steps][P]
+ *                            as base64 bytes, [E][steps][P]
+ *
+ * P = C*S*S: images are [C][S][S] planes (C = 3: red, green, blue), as the model takes them.
+ * "name" is there when the model has class names (caps_class_name).
  *
  * Safe by default: binds 127.0.0.1; request bodies capped (413 beyond); malformed JSON,
  * arrays of the wrong length or values out of range answered 400 with a message; unknown
@@ -174,6 +178,15 @@ static enum MHD_Result api_info(struct MHD_Connection *c, server *s) {
     cJSON_AddNumberToObject(j, "digit_dim", cfg->digit_dim);
     cJSON_AddNumberToObject(j, "test_images", s->test.count);
     cJSON_AddNumberToObject(j, "slider_range", SERVE_DEFAULT_RANGE);
+    /* New fields after the old ones: clients that read the answer as text keep working. */
+    cJSON_AddNumberToObject(j, "channels", cfg->in_channels);
+    if (caps_class_name(s->m, 0)) {
+        cJSON *names = cJSON_AddArrayToObject(j, "class_names");
+        for (int k = 0; names && k < cfg->num_classes; k++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(caps_class_name(s->m, k)));
+    } else {
+        cJSON_AddNullToObject(j, "class_names");
+    }
     return send_json(c, 200, j);
 }
 
@@ -192,6 +205,8 @@ static enum MHD_Result api_classify(struct MHD_Connection *c, server *s, const r
         const float *v = capsnet_digit_caps(s->m);
         out = cJSON_CreateObject();
         cJSON_AddNumberToObject(out, "class", cls);
+        if (caps_class_name(s->m, cls))
+            cJSON_AddStringToObject(out, "name", caps_class_name(s->m, cls));
         cJSON_AddItemToObject(out, "lengths", number_array(capsnet_lengths(s->m), J));
         cJSON *caps = cJSON_AddArrayToObject(out, "capsules");
         for (int j = 0; caps && j < J; j++) cJSON_AddItemToArray(caps, number_array(v + j * E, E));
@@ -246,6 +261,8 @@ static enum MHD_Result api_test_image(struct MHD_Connection *c, server *s, const
     cJSON *out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "index", idx);
     cJSON_AddNumberToObject(out, "label", label);
+    if (caps_class_name(s->m, label))
+        cJSON_AddStringToObject(out, "name", caps_class_name(s->m, label));
     cJSON_AddItemToObject(out, "pixels", number_array(x, P));
     free(x);
     return send_json(c, 200, out);
@@ -306,6 +323,7 @@ static enum MHD_Result api_perturb(struct MHD_Connection *c, server *s, const re
     cJSON_AddNumberToObject(out, "cols", steps);
     cJSON_AddNumberToObject(out, "size", cfg->image_size);
     cJSON_AddStringToObject(out, "images", b64);
+    cJSON_AddNumberToObject(out, "channels", cfg->in_channels);
     free(bytes), free(b64);
     return send_json(c, 200, out);
 }
@@ -434,8 +452,9 @@ int cmd_serve(int argc, char **argv) {
         return EXIT_FAILURE;
     }
     if (data && (s.test.rows != cfg->image_size || s.test.channels != cfg->in_channels)) {
-        fail_runtime("%s: images are %dx%d, the model takes %dx%d", data, s.test.cols,
-                     s.test.rows, cfg->image_size, cfg->image_size);
+        fail_runtime("%s: images are %dx%dx%d, the model takes %dx%dx%d", data, s.test.cols,
+                     s.test.rows, s.test.channels, cfg->image_size, cfg->image_size,
+                     cfg->in_channels);
         caps_dataset_free(&s.test);
         capsnet_free(s.m);
         return EXIT_FAILURE;

@@ -27,6 +27,78 @@ static int file_exists(const char *path) {
     return stat(path, &sb) == 0;
 }
 
+/* ------------------------------------------------------------------------ class names */
+
+static int max_label(const caps_dataset *ds) {
+    int top = 0;
+    for (int i = 0; i < ds->count; i++)
+        if (ds->labels[i] > top) top = ds->labels[i];
+    return top;
+}
+
+/* The name of class k of a network of J classes whose data names n < J: the extra capsules
+ * stand for no label; one extra is the paper's "none-of-the-above" (CIFAR-10, section 7). */
+static void extra_class_name(char *out, size_t size, int k, int n, int J) {
+    if (J == n + 1)
+        snprintf(out, size, "none-of-the-above");
+    else
+        snprintf(out, size, "extra-%d", k - n + 1);
+}
+
+/* Gives m the names of its classes: from names_path (--class-names), else from the data,
+ * padded for capsules beyond the data's classes. A resumed model that has names keeps them,
+ * and names given now must be the same: a label has to mean the class it meant before. */
+static int apply_class_names(capsnet *m, const char *names_path, const caps_dataset *ds,
+                             const char *data, const char *model) {
+    int J = capsnet_config(m)->num_classes, n = 0, rc = CAPS_OK;
+    char **names = NULL;
+    const char *from = data;
+    caps_error err;
+    if (names_path) {
+        if (caps_class_names_read(names_path, &n, &names, &err)) {
+            print_error(&err);
+            return EXIT_FAILURE;
+        }
+        if (n != J) {
+            caps_class_names_free(n, names);
+            return fail_runtime("%s: %d names for %d classes (expected one name a class, a "
+                                "line each)", names_path, n, J);
+        }
+        from = names_path;
+    } else if (ds->num_names > 0) {
+        char extra[32];
+        n = J;
+        names = calloc((size_t)J, sizeof *names);
+        for (int k = 0; names && k < J; k++) {
+            if (k >= ds->num_names) extra_class_name(extra, sizeof extra, k, ds->num_names, J);
+            const char *src = k < ds->num_names ? ds->class_names[k] : extra;
+            names[k] = malloc(strlen(src) + 1);
+            if (!names[k]) break;
+            strcpy(names[k], src);
+        }
+        if (!names || !names[J - 1]) {
+            caps_class_names_free(J, names);
+            return fail_runtime("out of memory");
+        }
+    } else {
+        return EXIT_SUCCESS; /* nothing names the classes: the model's stay as they are */
+    }
+    if (caps_class_name(m, 0)) {
+        for (int k = 0; k < J && !rc; k++)
+            if (strcmp(caps_class_name(m, k), names[k]) != 0) {
+                rc = fail_runtime("%s names class %d '%s', but %s calls it '%s'", from, k,
+                                  names[k], model, caps_class_name(m, k));
+                fprintf(stderr, "hint: a label must mean the class it meant when the model "
+                                "was trained; use the same data or names file\n");
+            }
+    } else if (caps_set_class_names(m, n, (const char *const *)names, &err)) {
+        print_error(&err);
+        rc = EXIT_FAILURE;
+    }
+    caps_class_names_free(n, names);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ train */
 
 #define CSV_HEADER                                                                      \
@@ -36,8 +108,13 @@ static int file_exists(const char *path) {
 static const char train_usage[] =
     "Usage: capsnet train [--data DIR] [--out MODEL] [options]\n"
     "\n"
-    "Trains the capsule network of Sabour et al. (2017) on an IDX data set in DIR\n"
-    "(train-images-idx3-ubyte[.gz] etc., as scripts/get-data.sh writes them). After every\n"
+    "Trains the capsule network of Sabour et al. (2017) on the data set in DIR: IDX files\n"
+    "(train-images-idx3-ubyte[.gz] etc., as scripts/get-data.sh writes them), image folders\n"
+    "(DIR/train/<class>/*.png|pgm|ppm, DIR/test/<class>/...) or CIFAR-10's binary batches;\n"
+    "`capsnet data --check DIR` tells which. The network takes the images' size and\n"
+    "channels, and one class per class folder or name (10 when the data names none); the\n"
+    "model keeps the class names (folders, batches.meta.txt, DIR/class-names.txt or\n"
+    "--class-names), and test and predict print them. After every\n"
     "epoch it evaluates the test set, saves MODEL atomically (weights, Adam state, log) and\n"
     "appends a line to the CSV log beside it (MODEL with .csv for .caps).\n"
     "Ctrl-C finishes the current step, saves, and tells how to resume.\n"
@@ -47,10 +124,11 @@ static const char train_usage[] =
 int cmd_train(int argc, char **argv) {
     const char *data = "data/mnist", *out = "mnist.caps", *config_spec = NULL, *device = "cpu";
     int epochs = 3, routing = 3, no_recon = 0, test_limit = 0, threads = 0, resume = 0;
-    int overwrite = 0, classes = 10, quiet = 0, tf32 = 0;
+    int overwrite = 0, classes = 0, quiet = 0, tf32 = 0;
+    const char *names_path = NULL;
     caps_train_state st;
     caps_train_state_default(&st);
-    float lr = st.lr, lr_decay = st.lr_decay;
+    float lr = st.lr, lr_decay = st.lr_decay, recon_weight = st.recon_weight;
     int batch = st.batch, limit = 0, shift = st.max_shift;
     uint64_t seed = st.seed;
     option opts[] = {
@@ -62,10 +140,16 @@ int cmd_train(int argc, char **argv) {
         {"lr-decay", OPT_FLOAT, &lr_decay, 1e-6, 1, "X", "learning rate factor per epoch (0.9)", 0},
         {"routing", OPT_INT, &routing, 1, 100, "R", "routing iterations (3)", 0},
         {"no-recon", OPT_FLAG, &no_recon, 0, 0, NULL, "train without the decoder", 0},
+        {"recon-weight", OPT_FLOAT, &recon_weight, 0, 1000, "X",
+         "weight of the reconstruction loss, a sum of squares per image (0.0005)", 0},
         {"shift", OPT_INT, &shift, 0, 8, "N", "random shift in pixels, 0 = none (2)", 0},
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "train on the first N images only", 0},
         {"test-limit", OPT_INT, &test_limit, 0, INT_MAX, "N", "evaluate the first N test images", 0},
-        {"classes", OPT_INT, &classes, 2, 4096, "N", "number of classes (10)", 0},
+        {"classes", OPT_INT, &classes, 2, 4096, "N",
+         "class capsules (the data's classes, else 10); more than the data's: extra capsules "
+         "no label names, as the paper's none-of-the-above", 0},
+        {"class-names", OPT_STRING, &names_path, 0, 0, "FILE",
+         "class names, one a line (default: the data's own)", 0},
         {"config", OPT_STRING, &config_spec, 0, 0, "K=V,..",
          "other shapes, e.g. conv1_channels=64,primary_types=8", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
@@ -80,9 +164,17 @@ int cmd_train(int argc, char **argv) {
     int rc = parse_command("train", train_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (resume && overwrite) return fail_usage("train", "--resume and --overwrite exclude each other");
+    if (no_recon && find_option(opts, nopts, "recon-weight")->given)
+        return fail_usage("train", "--no-recon and --recon-weight exclude each other");
     caps_options opt;
     if ((rc = device_options(&opt, "train", device, tf32))) return rc;
 
+    /* A misspelt --config key is a usage error, found before any data is read. */
+    if (config_spec && !resume) {
+        caps_config probe;
+        caps_config_mnist(&probe);
+        if ((rc = apply_config_overrides(&probe, config_spec))) return rc;
+    }
     int nthreads = caps_set_threads(threads);
     caps_error err;
     caps_dataset train = {0}, test = {0};
@@ -113,6 +205,9 @@ int cmd_train(int argc, char **argv) {
                                   same[k].flag, same[k].now, out, same[k].saved);
         if (find_option(opts, nopts, "no-recon")->given && st.recon_weight != 0.0f)
             return fail_usage("train", "--no-recon differs from the run saved in %s", out);
+        if (find_option(opts, nopts, "recon-weight")->given && recon_weight != st.recon_weight)
+            return fail_usage("train", "--recon-weight %g differs from the run saved in %s (%g)",
+                              (double)recon_weight, out, (double)st.recon_weight);
         if (config_spec) {
             caps_config want = fcfg;
             if ((rc = apply_config_overrides(&want, config_spec))) return rc;
@@ -137,11 +232,34 @@ int cmd_train(int argc, char **argv) {
         return EXIT_FAILURE;
     }
 
-    if (caps_dataset_load(&train, data, 1, classes, &err) ||
-        caps_dataset_load(&test, data, 0, classes, &err)) {
+    /* Without --classes the data says how many classes there are: as many as it names
+     * (class folders, batches.meta.txt, class-names.txt), else 10, MNIST's. */
+    if (caps_dataset_load(&train, data, 1, classes ? classes : CAPS_DATA_MAX_CLASSES, &err)) {
         print_error(&err);
         goto done;
     }
+    if (!classes) {
+        classes = train.num_names > 0 ? train.num_names : 10;
+        int top = max_label(&train);
+        if (top >= classes) {
+            fail_runtime("%s: label %d in the training set, but %d classes (expected labels "
+                         "0 to %d)", data, top, classes, classes - 1);
+            fprintf(stderr, "hint: --classes %d makes room for it\n", top + 1);
+            goto done;
+        }
+        if (classes < 2) {
+            fail_runtime("%s: one class only (expected at least 2)", data);
+            goto done;
+        }
+    }
+    if (caps_dataset_load(&test, data, 0, classes, &err)) {
+        print_error(&err);
+        goto done;
+    }
+    if (train.num_names > 0 && train.num_names < classes)
+        fprintf(stderr, "capsnet: %s names %d classes; the network has %d, the %d more "
+                        "capsules stand for none of them\n",
+                data, train.num_names, classes, classes - train.num_names);
     if (!m) {
         caps_config cfg;
         caps_config_mnist(&cfg);
@@ -164,7 +282,7 @@ int cmd_train(int argc, char **argv) {
         st.max_shift = shift;
         st.limit = limit;
         st.seed = seed;
-        st.recon_weight = no_recon ? 0.0f : st.recon_weight;
+        st.recon_weight = no_recon ? 0.0f : recon_weight;
         if (capsnet_create(&m, &cfg, batch, &opt, &err)) {
             print_error(&err);
             goto done;
@@ -177,6 +295,7 @@ int cmd_train(int argc, char **argv) {
         }
         memcpy(log, CSV_HEADER, sizeof CSV_HEADER);
     }
+    if ((rc = apply_class_names(m, names_path, &train, data, out))) goto done;
     /* Fail now, not after an hour's epoch, if the model cannot be written: the folder must
      * be writable with room for the file (and its log lines to come); a new run saves its
      * starting point at once, which also proves the write works. */

@@ -3,7 +3,7 @@
  * confusion matrix heat map (PNG). Every file is drawn in memory first, then written
  * atomically (caps_atomic_open / commit): a failed figure leaves the old file untouched.
  *
- *   caps_grid_write_png      rows x cols grayscale images, each image pixel a scale x scale
+ *   caps_grid_write_png      rows x cols gray or RGB images, each image pixel a scale x scale
  *                            square, white on black as the data, with a title, row and column
  *                            labels, a caption above each tile and a red frame on marked tiles
  *   caps_chart_write_svg     series y[k][i] against shared x[i], nice 1-2-5 ticks, a legend
@@ -19,7 +19,8 @@
  * the page is widened to fit the title (capped). grid_layout computes all of it once, and
  * caps_grid_size, caps_grid_tile_origin and the drawing all read it, so they cannot disagree.
  * Tiles are painted last, by integer translation of a surface that holds the scaled image,
- * so every image pixel is exact: gray = round(clamp(v, 0, 1) * 255), NaN as 0. Text is
+ * so every image pixel is exact: gray = round(clamp(v, 0, 1) * 255), NaN as 0 (each of red,
+ * green and blue so for a colour grid, from the image's three planes). Text is
  * clipped to its band and never reaches a tile; the 2-pixel mark frame lies in the gap and
  * caption band around the tile.
  *
@@ -244,6 +245,10 @@ static const char *grid_layout_make(const caps_grid *g, grid_layout *L, char *wh
                      GRID_MAX_SIDE, dims[i].v);
             return why;
         }
+    if (g->channels != 0 && g->channels != 1 && g->channels != 3) {
+        snprintf(why, 256, "grid channels out of range (expected 1 or 3, got %d)", g->channels);
+        return why;
+    }
     L->label_w = 0;
     L->title_h = g->title ? GRID_TITLE_H : 0;
     L->col_h = g->col_labels ? GRID_COL_LABEL_H : 0;
@@ -380,16 +385,21 @@ static uint32_t gray_byte(float v) {
     return (uint32_t)round((double)v * 255.0);
 }
 
-/* Fills the tile surface [h*s][w*s] (RGB24) with image [h][w], each pixel an s x s square. */
-static void grid_fill_tile(cairo_surface_t *tile, const float *image, int h, int w, int s) {
+/* Fills the tile surface [h*s][w*s] (RGB24) with image [C][h][w], each pixel an s x s square:
+ * C = 1 gray, C = 3 the red, green and blue planes. */
+static void grid_fill_tile(cairo_surface_t *tile, const float *image, int C, int h, int w,
+                           int s) {
+    size_t plane = C == 3 ? (size_t)h * w : 0; /* 0: the one gray plane for all three */
     cairo_surface_flush(tile);
     unsigned char *data = cairo_image_surface_get_data(tile);
     int stride = cairo_image_surface_get_stride(tile);
     for (int y = 0; y < h; y++) {
         uint32_t *row = (uint32_t *)(void *)(data + (size_t)y * s * stride);
         for (int x = 0; x < w; x++) {
-            uint32_t v = gray_byte(image[(size_t)y * w + x]);
-            uint32_t px = 0xFF000000u | v << 16 | v << 8 | v; /* RGB24: x R G B, native order */
+            size_t i = (size_t)y * w + x;
+            uint32_t r = gray_byte(image[i]), g = gray_byte(image[plane + i]);
+            uint32_t b = gray_byte(image[2 * plane + i]);
+            uint32_t px = 0xFF000000u | r << 16 | g << 8 | b; /* RGB24: x R G B, native order */
             for (int k = 0; k < s; k++) row[x * s + k] = px;
         }
         for (int k = 1; k < s; k++) /* the other screen rows of this image row */
@@ -416,11 +426,12 @@ int caps_grid_write_png(const char *path, const caps_grid *g, const float *pixel
         grid_draw_text(cr, g, &L);
         /* Tiles last, by integer translation with SOURCE: pixel copies, no filtering. */
         cairo_set_operator(cr, CAIRO_OPERATOR_SOURCE);
-        size_t tile_pixels = (size_t)g->tile_h * g->tile_w;
+        int C = g->channels == 3 ? 3 : 1;
+        size_t tile_pixels = (size_t)C * g->tile_h * g->tile_w;
         for (int r = 0; r < g->rows; r++)
             for (int c = 0; c < g->cols; c++) {
                 size_t k = (size_t)r * g->cols + c;
-                grid_fill_tile(tile, pixels + k * tile_pixels, g->tile_h, g->tile_w, g->scale);
+                grid_fill_tile(tile, pixels + k * tile_pixels, C, g->tile_h, g->tile_w, g->scale);
                 int ox = L.x0 + c * L.pitch_x, oy = L.y0 + r * L.pitch_y;
                 cairo_set_source_surface(cr, tile, ox, oy);
                 cairo_rectangle(cr, ox, oy, L.tw, L.th);

@@ -9,7 +9,7 @@
 
 #include "capsnet.h"
 
-/* A grid of grayscale images with text, drawn with cairo (figure.c) and written as PNG:
+/* A grid of gray or colour images with text, drawn with cairo (figure.c) and written as PNG:
  * each image pixel becomes a scale x scale square (nearest neighbour), white on black as
  * the data. Used for inputs and reconstructions, the perturbation figure, data previews. */
 typedef struct {
@@ -21,14 +21,15 @@ typedef struct {
     const char *const *col_labels;  /* [cols] text above each column, or NULL */
     const char *const *captions;    /* [rows*cols] text above each tile, or NULL (or a NULL entry) */
     const int *marked;              /* [rows*cols] non-zero: a red frame (a wrong prediction), or NULL */
+    int channels;                   /* 1 (or 0, as a zeroed struct has it): gray; 3: RGB planes */
 } caps_grid;
 
 /* Size of the whole PNG, and where the image of tile (r, c) starts in it: its pixel
  * (y, x) covers [oy + y*scale, oy + (y+1)*scale) x [ox + x*scale, ox + (x+1)*scale). */
 void caps_grid_size(const caps_grid *g, int *width, int *height);
 void caps_grid_tile_origin(const caps_grid *g, int r, int c, int *ox, int *oy);
-/* pixels: [rows*cols][tile_h*tile_w] in [0, 1], tile (r, c) at index r*cols + c. Written
- * atomically. */
+/* pixels: [rows*cols][C][tile_h*tile_w] in [0, 1], C = 3 for a colour grid, else 1; tile
+ * (r, c) at index r*cols + c. Written atomically. */
 int caps_grid_write_png(const char *path, const caps_grid *g, const float *pixels,
                         caps_error *err);
 
@@ -59,8 +60,9 @@ void caps_figures_release(void);
 
 /* Test images images[0..count-1] of ds (each transformed by affine when not NULL) over
  * their reconstructions, the decoder masked by the predicted capsule; "true -> predicted"
- * above each, wrong predictions framed in red. *wrong (may be NULL) gets their count;
- * tile_xy (may be NULL), [2 * tiles]: where each tile's image starts in the PNG. */
+ * above each (class names where the model has them), wrong predictions framed in red. A
+ * model of 3 input channels is drawn in colour, any other in gray (channel 0). *wrong (may
+ * be NULL) gets their count; tile_xy (may be NULL), [2 * tiles]: where each tile's image starts in the PNG. */
 int caps_draw_reconstructions(capsnet *m, const caps_dataset *ds, const int *images, int count,
                               const caps_affine *affine, const char *path, const char *title,
                               int *wrong, int *tile_xy, caps_error *err);

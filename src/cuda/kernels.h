@@ -24,6 +24,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- launching: one thread per output element, in a grid-stride loop */
+
+#define CAPS_CUDA_THREADS 256
+
+/* Blocks for n threads, capped: the grid-stride loops cover the rest. */
+static inline unsigned caps_cuda_blocks(size_t n) {
+    size_t b = (n + CAPS_CUDA_THREADS - 1) / CAPS_CUDA_THREADS;
+    return (unsigned)(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
+}
+
+#define GRID_STRIDE(k, n) \
+    for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < (n); \
+         k += (size_t)gridDim.x * blockDim.x)
+
+/* Launches kernel over n threads on stream st and returns the launch's status: the last
+ * statement of a function that runs one kernel. */
+#define LAUNCH(kernel, n, st, ...)                                                   \
+    do {                                                                             \
+        kernel<<<caps_cuda_blocks(n), CAPS_CUDA_THREADS, 0, (st)>>>(__VA_ARGS__);    \
+        return cudaGetLastError();                                                   \
+    } while (0)
+
+/* The same within a function that runs several: returns only when the launch failed. */
+#define LAUNCH_CHECKED(kernel, n, st, ...)                                           \
+    do {                                                                             \
+        kernel<<<caps_cuda_blocks(n), CAPS_CUDA_THREADS, 0, (st)>>>(__VA_ARGS__);    \
+        cudaError_t e_ = cudaGetLastError();                                         \
+        if (e_ != cudaSuccess) return e_;                                            \
+    } while (0)
+
 /* ---- layers.cu: convolutions around the matrix products */
 
 cudaError_t cu_im2col_nchw(float *col, const float *x, int B, int C, int S, int K, int ST,

@@ -14,62 +14,36 @@
  */
 #include "kernels.h"
 
-#define THREADS 256
 #define MARGIN_M_PLUS 0.9f  /* margin_loss.c */
 #define MARGIN_M_MINUS 0.1f
 #define MARGIN_LAMBDA 0.5f
 
-/* Blocks for n threads, capped: the grid-stride loops cover the rest. */
-static unsigned blocks_for(size_t n) {
-    size_t b = (n + THREADS - 1) / THREADS;
-    return (unsigned)(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
-}
-
-#define GRID_STRIDE(k, n) \
-    for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < (n); \
-         k += (size_t)gridDim.x * blockDim.x)
-
-#define LAUNCH(kernel, n, st, ...)                                            \
-    do {                                                                      \
-        kernel<<<blocks_for(n), THREADS, 0, (st)>>>(__VA_ARGS__);            \
-        return cudaGetLastError();                                            \
-    } while (0)
-
 /* ------------------------------------------------------------------------ convolutions */
 
 /* col[(b, oy, ox)][(c, ky, kx)] = x[b][c][oy*ST + ky][ox*ST + kx] (conv2d_naive_forward's
- * sum, unrolled into a matrix). */
-__global__ static void k_im2col_nchw(float *col, const float *x, int B, int C, int S, int K,
-                                     int ST, int So) {
+ * sum, unrolled into a matrix); channels_last: the same from an input x[b][y][x][c]. The flag
+ * is the same for every thread, so the branch costs nothing. */
+__global__ static void k_im2col(float *col, const float *x, int B, int C, int S, int K, int ST,
+                                int So, int channels_last) {
     size_t ckk = (size_t)C * K * K, n = (size_t)B * So * So * ckk;
     GRID_STRIDE(k, n) {
         size_t row = k / ckk;
         int q = (int)(k % ckk), c = q / (K * K), ky = q / K % K, kx = q % K;
         int b = (int)(row / ((size_t)So * So)), oy = (int)(row / So % So), ox = (int)(row % So);
-        col[k] = x[(((size_t)b * C + c) * S + oy * ST + ky) * S + ox * ST + kx];
+        int y = oy * ST + ky, xx = ox * ST + kx;
+        col[k] = channels_last ? x[(((size_t)b * S + y) * S + xx) * C + c]
+                               : x[(((size_t)b * C + c) * S + y) * S + xx];
     }
 }
 
 cudaError_t cu_im2col_nchw(float *col, const float *x, int B, int C, int S, int K, int ST,
                            int So, cudaStream_t st) {
-    LAUNCH(k_im2col_nchw, (size_t)B * So * So * C * K * K, st, col, x, B, C, S, K, ST, So);
-}
-
-/* The same from a channels-last input a[b][y][x][c]. */
-__global__ static void k_im2col_nhwc(float *col, const float *a, int B, int C, int S, int K,
-                                     int ST, int So) {
-    size_t ckk = (size_t)C * K * K, n = (size_t)B * So * So * ckk;
-    GRID_STRIDE(k, n) {
-        size_t row = k / ckk;
-        int q = (int)(k % ckk), c = q / (K * K), ky = q / K % K, kx = q % K;
-        int b = (int)(row / ((size_t)So * So)), oy = (int)(row / So % So), ox = (int)(row % So);
-        col[k] = a[(((size_t)b * S + oy * ST + ky) * S + ox * ST + kx) * C + c];
-    }
+    LAUNCH(k_im2col, (size_t)B * So * So * C * K * K, st, col, x, B, C, S, K, ST, So, 0);
 }
 
 cudaError_t cu_im2col_nhwc(float *col, const float *a, int B, int C, int S, int K, int ST,
                            int So, cudaStream_t st) {
-    LAUNCH(k_im2col_nhwc, (size_t)B * So * So * C * K * K, st, col, a, B, C, S, K, ST, So);
+    LAUNCH(k_im2col, (size_t)B * So * So * C * K * K, st, col, a, B, C, S, K, ST, So, 1);
 }
 
 /* forward: col[(b, oy, ox)][(c, ky, kx)] = a[b][oy*ST + ky][ox*ST + kx][c], so

@@ -22,23 +22,6 @@
  */
 #include "kernels.h"
 
-#define THREADS 256
-
-static unsigned blocks_for(size_t n) {
-    size_t b = (n + THREADS - 1) / THREADS;
-    return (unsigned)(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
-}
-
-#define GRID_STRIDE(k, n) \
-    for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < (n); \
-         k += (size_t)gridDim.x * blockDim.x)
-
-#define LAUNCH(kernel, n, st, ...)                                            \
-    do {                                                                      \
-        kernel<<<blocks_for(n), THREADS, 0, (st)>>>(__VA_ARGS__);            \
-        cudaError_t e_ = cudaGetLastError();                                  \
-        if (e_ != cudaSuccess) return e_;                                     \
-    } while (0)
 
 /* ------------------------------------------------------------------------ prediction vectors */
 
@@ -56,7 +39,7 @@ __global__ static void k_predict(float *u_hat, const float *u, const float *W, i
 
 cudaError_t cu_predict_forward(float *u_hat, const float *u, const float *W, int B, int I, int J,
                                int E, int D, cudaStream_t st) {
-    LAUNCH(k_predict, (size_t)B * I * J * E, st, u_hat, u, W, B, I, J * E, D);
+    LAUNCH_CHECKED(k_predict, (size_t)B * I * J * E, st, u_hat, u, W, B, I, J * E, D);
     return cudaSuccess;
 }
 
@@ -87,8 +70,8 @@ __global__ static void k_predict_du(float *du, const float *du_hat, const float 
 cudaError_t cu_predict_backward(float *du, float *dW, const float *du_hat, const float *u,
                                 const float *W, int B, int I, int J, int E, int D,
                                 cudaStream_t st) {
-    LAUNCH(k_predict_dW, (size_t)I * J * E * D, st, dW, du_hat, u, B, I, J * E, D);
-    LAUNCH(k_predict_du, (size_t)B * I * D, st, du, du_hat, W, B, I, J * E, D);
+    LAUNCH_CHECKED(k_predict_dW, (size_t)I * J * E * D, st, dW, du_hat, u, B, I, J * E, D);
+    LAUNCH_CHECKED(k_predict_du, (size_t)B * I * D, st, du, du_hat, W, B, I, J * E, D);
     return cudaSuccess;
 }
 
@@ -147,11 +130,11 @@ cudaError_t cu_routing_forward(float *v, float *c, float *s, float *norm2, float
     size_t BI = (size_t)B * I, IJ = (size_t)I * J, JE = (size_t)J * E;
     for (int r = 0; r < R; r++) {
         float *cr = c + r * B * IJ, *sr = s + r * B * JE, *vr = v + r * B * JE;
-        LAUNCH(k_couplings, BI, st, cr, logits, BI, J, r == 0);
-        LAUNCH(k_sum_children, (size_t)B * JE, st, sr, cr, u_hat, B, I, J, E);
+        LAUNCH_CHECKED(k_couplings, BI, st, cr, logits, BI, J, r == 0);
+        LAUNCH_CHECKED(k_sum_children, (size_t)B * JE, st, sr, cr, u_hat, B, I, J, E);
         cudaError_t e = cu_squash_forward(vr, norm2 + (size_t)r * B * J, sr, B * J, E, st);
         if (e != cudaSuccess) return e;
-        if (r < R - 1) LAUNCH(k_agree, BI * J, st, logits, u_hat, vr, B, I, J, E, r == 0);
+        if (r < R - 1) LAUNCH_CHECKED(k_agree, BI * J, st, logits, u_hat, vr, B, I, J, E, r == 0);
     }
     return cudaSuccess;
 }
@@ -204,13 +187,13 @@ cudaError_t cu_routing_backward(float *du_hat, float *G, float *dc, float *dvr, 
         const float *cr = c + r * B * IJ, *sr = s + r * B * JE, *vr = v + r * B * JE;
         const float *dvin = dv;
         if (r < R - 1) {
-            LAUNCH(k_sum_children, (size_t)B * JE, st, dvr, G, u_hat, B, I, J, E);
-            LAUNCH(k_duhat_agree, BI * JE, st, du_hat, G, vr, B, I, J, E);
+            LAUNCH_CHECKED(k_sum_children, (size_t)B * JE, st, dvr, G, u_hat, B, I, J, E);
+            LAUNCH_CHECKED(k_duhat_agree, BI * JE, st, du_hat, G, vr, B, I, J, E);
             dvin = dvr;
         }
         e = cu_squash_backward(dsr, dvin, sr, norm2 + (size_t)r * B * J, B * J, E, st);
         if (e != cudaSuccess) return e;
-        LAUNCH(k_children_back, BI, st, du_hat, G, dc, cr, dsr, u_hat, B, I, J, E, r > 0);
+        LAUNCH_CHECKED(k_children_back, BI, st, du_hat, G, dc, cr, dsr, u_hat, B, I, J, E, r > 0);
     }
     return cudaSuccess;
 }

@@ -62,6 +62,10 @@ check "resume with other lr" 2 "--lr 0.01 differs" -- "$capsnet" train --data "$
     --out "$model" --resume --lr 0.01
 check "resume with other shapes" 2 "conv1_channels=32 differs" -- "$capsnet" train --data "$data" \
     --out "$model" --resume --config conv1_channels=32
+check "resume with another decoder weight" 2 "--recon-weight 0.001 differs .*\(0.0005\)" -- \
+    "$capsnet" train --data "$data" --out "$model" --resume --recon-weight 0.001
+check "--no-recon with --recon-weight" 2 "exclude each other" -- "$capsnet" train --data "$data" \
+    --out "$work/nr.caps" --no-recon --recon-weight 0.1
 check "resume when done" 0 "nothing to do" -- "$capsnet" train --data "$data" --out "$model" \
     --resume --epochs 2
 check "info" 0 "epochs done 2" -- "$capsnet" info --model "$model"
@@ -110,7 +114,7 @@ model2="$work/tiny2.caps"
 check "train tiny again" 0 "test accuracy" -- "$capsnet" train --data "$data" \
     --out "$model2" --limit 600 --test-limit 200 --epochs 2 --batch 50 $tiny --seed 3
 params=$("$capsnet" info --model "$model" | sed -nE 's/^parameters ([0-9]+).*/\1/p')
-check "same seed, same weights" 0 "" -- cmp -i 208 -n $((12 * params)) "$model" "$model2"
+check "same seed, same weights" 0 "" -- cmp -i 216 -n $((12 * params)) "$model" "$model2"
 cut -d, -f1-6 "$work/tiny2.csv" > "$work/tiny2.csv.cut"
 check "same seed, same log" 0 "" -- sh -c "cut -d, -f1-6 '$work/tiny.csv' | cmp - '$work/tiny2.csv.cut'"
 check "another seed, other weights" 1 "differ" -- sh -c "'$capsnet' train --data '$data' \

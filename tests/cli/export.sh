@@ -1,7 +1,10 @@
 #!/bin/sh
 # export.sh: capsnet export. safetensors: its layout (8-byte header length, JSON header
 # padded to 8 bytes, tensors in the model file's order) and its tensor bytes equal the model
-# file's parameters bit for bit. onnx: a clear error and no file when Python cannot run it
+# file's parameters bit for bit; a model's class names in its __metadata__ ("class_names", a
+# JSON array as a string: quotes, backslashes and UTF-8 kept, bytes that are not UTF-8 as
+# U+FFFD), none for a model without names. onnx: the class names in the ONNX model's
+# metadata_props (with PyTorch and onnx); a clear error and no file when Python cannot run it
 # (tests/cli/onnx_runtime.sh runs the exported network). Bad input: exit 1 or 2, nothing
 # written.
 set -u
@@ -26,13 +29,43 @@ check "tensor names and shapes of the PyTorch module" 0 \
     -- printf '%s\n' "$header"
 check "metadata names the routing and config" 0 '"routing":"dynamic","config":"image_size=28,.*primary_dim=6' \
     -- printf '%s\n' "$header"
-# The parameters of a version-2 model file start at byte 208 (docs/model-format.md).
+assert "no class names for a model without them" sh -c "! printf '%s' '$header' | grep -q class_names"
+# The parameters of a version-3 model file start at byte 216 (docs/model-format.md).
 params=$("$capsnet" info --model "$model" | sed -nE 's/^parameters ([0-9]+).*/\1/p')
 assert "file size = 8 + header + 4 x parameters" [ "$(wc -c < "$st")" -eq $((8 + n + 4 * params)) ]
 tail -c +$((9 + n)) "$st" > "$work/st.bin"
-tail -c +209 "$model" | head -c $((4 * params)) > "$work/model.bin"
+tail -c +217 "$model" | head -c $((4 * params)) > "$work/model.bin"
 assert "tensor bytes equal the model's parameters" cmp -s "$work/st.bin" "$work/model.bin"
 assert "parameters not empty" [ -s "$work/st.bin" ]
+
+# Class names. with_names IN OUT NAME...: IN (a version 3 model file without class names) with
+# the class names NAME..., as capsnet saves them: names_bytes (u64) at offset 208, the names
+# one per line before the CRC, the CRC made right (gzip's trailer holds the CRC-32 of its
+# input, the one model files use).
+with_names() {
+    in=$1 out=$2
+    shift 2
+    printf '%s\n' "$@" > "$work/block"
+    nb=$(wc -c < "$work/block" | tr -d ' ')
+    size=$(wc -c < "$in" | tr -d ' ')
+    { head -c 208 "$in"
+      printf "$(printf '\\%03o' $((nb & 255)) $((nb >> 8 & 255)) 0 0 0 0 0 0)"
+      tail -c +217 "$in" | head -c $((size - 216 - 4))
+      cat "$work/block"; } > "$work/body"
+    { cat "$work/body"; gzip -c < "$work/body" | tail -c 8 | head -c 4; } > "$out"
+}
+named="$work/named.caps"
+with_names "$model" "$named" T-shirt/top Trouser Pullover Dress Coat 'Sandal "5"' Shirt \
+    'Sneaker\7' "$(printf 'Bag\377')" 'Ankle boot é'
+nst="$work/named.safetensors"
+check "export safetensors of a model with class names" 0 "wrote .*named.safetensors" -- \
+    "$capsnet" export --model "$named" --format safetensors --out "$nst"
+n=$(od -An -tu8 -N8 "$nst" | tr -d ' ')
+tail -c +9 "$nst" | head -c "$n" > "$work/named.json"
+want='"class_names":"[\"T-shirt/top\",\"Trouser\",\"Pullover\",\"Dress\",\"Coat\",\"Sandal \\\"5\\\"\",\"Shirt\",\"Sneaker\\\\7\",\"Bag\\ufffd\",\"Ankle boot é\"]"'
+assert "the names in __metadata__, a JSON array as a string" grep -qF -- "$want" "$work/named.json"
+tail -c +$((9 + n)) "$nst" > "$work/named.bin"
+assert "the same tensors as without names" cmp -s "$work/named.bin" "$work/model.bin"
 
 # PyTorch takes the file as the bridge module's state_dict, strictly (names and shapes), and
 # its tensors are the module's own when loaded from the model file.
@@ -59,8 +92,37 @@ net.load_state_dict(state, strict=True)
 same = all(torch.equal(state[k], reference[k]) for k in reference)
 print("loaded %d tensors, %s" % (len(state), "equal" if same else "DIFFERENT"))
 EOF
+    # The names: JSON, valid UTF-8; the same list from the safetensors export and the bridge.
+    check "the names parse as JSON, as the bridge reads them" 0 "^10 names, equal$" -- \
+        /usr/bin/python3 - "$root/python" "$nst" "$named" <<'EOF'
+import json, struct, sys
+sys.path.insert(0, sys.argv[1])
+import capsnet_torch as ct
+data = open(sys.argv[2], "rb").read()
+n = struct.unpack_from("<Q", data, 0)[0]
+names = json.loads(json.loads(data[8:8 + n].decode("utf-8"))["__metadata__"]["class_names"])
+want = json.loads(ct.class_names_json(ct.load(sys.argv[3]).class_names))
+print("%d names, %s" % (len(names), "equal" if names == want else "DIFFERENT: %r" % names))
+EOF
 else
-    skipped=1 why="needs python3-torch"
+    skipped=$((skipped + 2)) why="needs python3-torch"
+fi
+# ONNX: the same names in the model's metadata_props.
+if /usr/bin/python3 -c 'import torch, onnx' > /dev/null 2>&1; then
+    check "export onnx of a model with class names" 0 "wrote .*named.onnx" -- "$capsnet" export \
+        --model "$named" --format onnx --out "$work/named.onnx"
+    check "the names in metadata_props" 0 "^class_names: 10 names, equal$" -- \
+        /usr/bin/python3 - "$work/named.onnx" "$work/named.json" <<'EOF'
+import json, sys
+import onnx
+props = {p.key: p.value for p in onnx.load(sys.argv[1]).metadata_props}
+header = json.loads(open(sys.argv[2], encoding="utf-8").read())  # the safetensors export's
+want = json.loads(header["__metadata__"]["class_names"])
+got = json.loads(props["class_names"])
+print("class_names: %d names, %s" % (len(got), "equal" if got == want else "DIFFERENT: %r" % got))
+EOF
+else
+    skipped=$((skipped + 2)) why="needs python3-torch and python3-onnx"
 fi
 
 # Errors: nothing is written.

@@ -60,3 +60,19 @@ pgm_from_idx() {
     { printf 'P5\n28 28\n255\n'
       gzip -dc "$1" | tail -c +17 | head -c $(( ($2 + 1) * 784 )) | tail -c 784; } > "$3"
 }
+
+# start_serve OUT ERR ARG...: runs `$capsnet serve ARG... --port 0` in the background, stdout
+# to OUT, stderr to ERR; sets pid, and url to http://127.0.0.1:PORT (no trailing /) once the
+# server prints it, or to "" if it has not within 5 s. The caller kills $pid.
+start_serve() {
+    serve_out=$1 serve_err=$2
+    shift 2
+    "$capsnet" serve "$@" --port 0 > "$serve_out" 2> "$serve_err" &
+    pid=$!
+    url=""
+    for _ in $(seq 50); do
+        url=$(sed -nE 's|.* on (http://127\.0\.0\.1:[0-9]+)/.*|\1|p' "$serve_out")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+}

@@ -14,17 +14,9 @@ model="$work/serve.caps"
 "$capsnet" train --data "$data" --out "$model" --limit 600 --test-limit 100 --epochs 1 \
     --batch 50 $tiny --seed 4 --quiet > /dev/null 2>&1
 
-"$capsnet" serve --model "$model" --data "$data" --port 0 > "$work/serve.out" 2> "$work/serve.err" &
-pid=$!
-url=""
-for _ in $(seq 50); do
-    url=$(sed -nE 's|.* on (http://127\.0\.0\.1:[0-9]+/).*|\1|p' "$work/serve.out")
-    [ -n "$url" ] && break
-    sleep 0.1
-done
+start_serve "$work/serve.out" "$work/serve.err" --model "$model" --data "$data"
 assert "server prints its URL" [ -n "$url" ]
 assert "server starts without a word on stderr" [ ! -s "$work/serve.err" ]
-url=${url%/}
 
 # http METHOD PATH [BODY-FILE]: prints "CODE BODY" on one line (the first 2000 bytes).
 http() {

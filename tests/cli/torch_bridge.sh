@@ -6,7 +6,10 @@
 #   intended, and capsnet test gives the same capsule lengths (<= 1e-5), predictions and
 #   losses (margin and reconstruction: the decoder and its mask) on an IDX test set of that
 #   shape written here;
-# - load then save is byte-identical; a version 1 file loads and saves as the version 2 one;
+# - load then save is byte-identical, for version 3, 2 and 1 files alike;
+# - class names set in PyTorch are saved (version 3), read back by the bridge and by capsnet
+#   (its safetensors export shows them), kept by load then save, and added to a version 1 or
+#   2 file make it version 3; a names block of the wrong count is refused by both;
 # - damaged files (truncated, bad magic, a flipped payload or CRC byte, trailing data,
 #   another version, a lying header) are refused with exit 1 and a line naming the file;
 # - torch's x.float() / 255 is the float32 nearest to x / 255, as capsnet scales pixels.
@@ -25,7 +28,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 bridge="$root/python/capsnet_torch.py"
 tol=1e-5
 # The checks below, by part: keep in step when adding one (they count as skipped).
-quick_checks=27
+quick_checks=43
 train_checks=13
 
 if ! "$py" -c 'import torch' > /dev/null 2>&1; then
@@ -137,11 +140,52 @@ def losses(model, folder, count, capsnet_json):
     sys.exit(0 if ok and recon_loss > 1e-3 else 1)
 
 
-def make_v1(v2, v1):
-    """The version 1 file of a version 2 one: no routing field, header_bytes 176, new CRC."""
-    data = open(v2, "rb").read()
-    body = data[:8] + struct.pack("<II", 1, 176) + data[16:192] + data[208:-4]
-    open(v1, "wb").write(body + struct.pack("<I", zlib.crc32(body)))
+def make_older(v3, old, version):
+    """The version 2 or 1 file of a version 3 one without names: no names_bytes field,
+    header_bytes 192 (version 1: no routing field either, 176), a new CRC."""
+    data = open(v3, "rb").read()
+    assert data[208:216] == bytes(8), "the version 3 file has names"
+    header = {1: 192, 2: 208}[version]
+    body = data[:8] + struct.pack("<II", version, header - 16) + data[16:header] + data[216:-4]
+    open(old, "wb").write(body + struct.pack("<I", zlib.crc32(body)))
+
+
+NAMES = ["zero", "caf\u00e9", "T-shirt/top", 'say "three"', "four"]
+
+
+def named(model, out):
+    """model with NAMES as its class names, saved as out."""
+    net = ct.load(model)
+    net.class_names = list(NAMES)
+    ct.save(net, out)
+    print("saved %s: version %d, %d class names" % (out, ct.load(out).capsnet_file.version,
+                                                    len(ct.load(out).class_names)))
+
+
+def names(model):
+    """The class names the bridge reads from model, as JSON (null for none)."""
+    print(json.dumps(ct.load(model).class_names, ensure_ascii=False,
+                     separators=(",", ":")))
+
+
+def st_names(path):
+    """The class names in a safetensors file's __metadata__ (a JSON array in a string), as
+    JSON."""
+    data = open(path, "rb").read()
+    n = struct.unpack_from("<Q", data, 0)[0]
+    meta = json.loads(data[8:8 + n])["__metadata__"]
+    print(json.dumps(json.loads(meta["class_names"]), ensure_ascii=False,
+                     separators=(",", ":")))
+
+
+def bad_count(model, out):
+    """model (named) with one name fewer in its names block, the CRC made right again."""
+    data = open(model, "rb").read()
+    nb = struct.unpack_from("<Q", data, 208)[0]
+    block = data[-4 - nb:-4]
+    cut = block[:block.index(b"\n")] + b"X" + block[block.index(b"\n") + 1:]
+    body = data[:-4 - nb] + cut
+    open(out, "wb").write(body + struct.pack("<I", zlib.crc32(body)))
 
 
 def sgd(model, out, csv):
@@ -187,8 +231,16 @@ if cmd == "fresh":
     fresh(args[0], args[1], int(args[2]))
 elif cmd == "losses":
     losses(args[0], args[1], int(args[2]), args[3])
-elif cmd == "v1":
-    make_v1(args[0], args[1])
+elif cmd in ("v1", "v2"):
+    make_older(args[0], args[1], int(cmd[1]))
+elif cmd == "named":
+    named(args[0], args[1])
+elif cmd == "names":
+    names(args[0])
+elif cmd == "st_names":
+    st_names(args[0])
+elif cmd == "bad_count":
+    bad_count(args[0], args[1])
 elif cmd == "sgd":
     sgd(args[0], args[1], args[2])
 elif cmd == "pixels":
@@ -229,12 +281,41 @@ check "roundtrip of a fresh file" 0 "wrote" -- bridge roundtrip "$fresh" "$work/
 check "  byte-identical" 0 "" -- cmp "$fresh" "$work/fresh2.caps"
 assert "  no temporary file left" [ -z "$(ls "$work" | grep '\.tmp\.')" ]
 
-checks v1 "$fresh" "$work/v1.caps"
-check "version 1 file: capsnet reads it" 0 "routing=dynamic" -- "$capsnet" info \
-    --model "$work/v1.caps"
-check "version 1 file: load and save" 0 "wrote" -- bridge roundtrip "$work/v1.caps" \
-    "$work/v1to2.caps"
-check "  gives the version 2 file" 0 "" -- cmp "$fresh" "$work/v1to2.caps"
+# Older versions: load then save keeps the version, byte for byte.
+for v in 1 2; do
+    checks v$v "$fresh" "$work/v$v.caps"
+    check "version $v file: capsnet reads it" 0 "routing=dynamic" -- "$capsnet" info \
+        --model "$work/v$v.caps"
+    check "version $v file: load and save" 0 "wrote" -- bridge roundtrip "$work/v$v.caps" \
+        "$work/v${v}again.caps"
+    check "  gives the same version $v file" 0 "" -- cmp "$work/v$v.caps" "$work/v${v}again.caps"
+    check "  without class names" 0 "^null$" -- checks names "$work/v$v.caps"
+done
+
+# Class names: set in PyTorch, saved as version 3, read by both sides.
+names_json='\["zero","café","T-shirt/top","say \\"three\\"","four"\]'
+check "class names set in PyTorch, saved" 0 "version 3, 5 class names" -- checks named \
+    "$fresh" "$work/named.caps"
+check "  the bridge reads them back" 0 "^$names_json$" -- checks names "$work/named.caps"
+check "  capsnet reads the file" 0 "^config: $config$" -- "$capsnet" info --model \
+    "$work/named.caps"
+check "  and has the names: they reach its safetensors export" 0 "" -- "$capsnet" export \
+    --model "$work/named.caps" --format safetensors --out "$work/named.safetensors"
+check "  (the export's __metadata__ class_names)" 0 "^$names_json$" -- checks st_names \
+    "$work/named.safetensors"
+check "  load and save" 0 "wrote" -- bridge roundtrip "$work/named.caps" "$work/named2.caps"
+check "  byte-identical" 0 "" -- cmp "$work/named.caps" "$work/named2.caps"
+check "names added to a version 1 file make it version 3" 0 "version 3, 5 class names" -- \
+    checks named "$work/v1.caps" "$work/v1named.caps"
+check "  the same file as names added to the version 3 one" 0 "" -- cmp "$work/named.caps" \
+    "$work/v1named.caps"
+checks bad_count "$work/named.caps" "$work/count.caps"
+check "a names block of the wrong count: the bridge refuses it" 1 \
+    "count.caps: class names: wrong count \(expected 5, one per class, got 4\)$" -- \
+    bridge roundtrip "$work/count.caps" "$work/x.caps"
+check "  and so does capsnet" 1 \
+    "count.caps: class names: wrong count \(expected 5, one per class, got 4\)$" -- \
+    "$capsnet" export --model "$work/count.caps" --format safetensors --out "$work/x.st"
 
 # Damaged files: exit 1 and one line naming the file and what is wrong.
 # refused NAME FILE MESSAGE: capsnet_torch.py refuses FILE with "<FILE>: MESSAGE" (a regex).
@@ -260,7 +341,7 @@ refused "truncated file" "$work/short.caps" "truncated \(expected $n bytes, got 
 { cat "$fresh"; printf 'x'; } > "$work/long.caps"
 refused "trailing data" "$work/long.caps" "trailing data \(expected $n bytes, got $((n + 1))\)$"
 head -c 100 "$fresh" > "$work/header.caps"
-refused "truncated header" "$work/header.caps" "truncated header \(expected 208 bytes, got 100\)$"
+refused "truncated header" "$work/header.caps" "truncated header \(expected 216 bytes, got 100\)$"
 { printf 'CAPSNEt'; tail -c +8 "$fresh"; } > "$work/magic.caps"
 refused "bad magic" "$work/magic.caps" \
     "not a capsnet model file \(expected magic \"CAPSNET.x00\", got \"CAPSNEt.x00\"\)$"
@@ -271,7 +352,7 @@ flip 5000 "$fresh" "$work/payload.caps"
 refused "flipped parameter byte" "$work/payload.caps" "checksum mismatch"
 flip 8 "$fresh" "$work/version.caps"
 refused "another version" "$work/version.caps" \
-    "unsupported model file version \(expected 1 or 2, got 253\)$"
+    "unsupported model file version \(expected 1 to 3, got 252\)$"
 flip 63 "$fresh" "$work/config.caps"  # the high byte of routing_iters (offset 60): negative
 refused "a configuration out of range" "$work/config.caps" \
     "config: routing_iters out of range \(expected 1..4096, got -16777212\)$"

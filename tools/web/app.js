@@ -2,8 +2,11 @@
 // input, ask the server for its digit capsules (POST /api/classify), show the capsule lengths
 // and the reconstruction, let sixteen sliders offset the predicted capsule (POST /api/decode),
 // fetch test digits (GET /api/test/<i>) and the paper's Figure 4 grid (POST /api/perturb).
-// Sizes come from GET /api/info. Legend: S = image side (28), N = S*S pixels (784),
-// C = classes (10), D = digit capsule dimensions (16), R = slider range (0.25).
+// Sizes come from GET /api/info. Legend: S = image side (28), K = image channels (1 gray, 3
+// colour: [K][S][S] planes of red, green, blue), N = K*S*S values (784), C = classes (10),
+// D = digit capsule dimensions (16), R = slider range (0.25). The pad is for gray 28x28 models
+// (MNIST-like digits) only; other models are explored through their test images. Classes are
+// shown by name where the model has names (/api/info's class_names).
 // Hooks for tests: body[data-ready="1"] once /api/info is in; #recon's data-updates counts its
 // redraws; #predicted holds the last predicted class.
 "use strict";
@@ -96,21 +99,39 @@ const round4 = (v) => Math.round(v * 1e4) / 1e4;
 
 // ---- Drawing images --------------------------------------------------------------------
 
-// Paints gray values (0..1, [S*S], row-major) into a canvas of S x S pixels; null paints black.
-function paintGray(canvas, pixels) {
+// The model's channels: 3 draws [3][S][S] planes in colour, anything else gray from plane 0.
+const channels = () => (state.info && state.info.channels === 3 ? 3 : 1);
+const imageValues = () => channels() * state.info.image_size ** 2;
+
+// Class j as the page writes it: its name where the model has names, else its number.
+function className(j) {
+  const names = state.info && state.info.class_names;
+  return Array.isArray(names) && typeof names[j] === "string" ? names[j] : String(j);
+}
+const hasNames = () => !!(state.info && Array.isArray(state.info.class_names));
+
+// Paints values (0..1, [K][S*S] planes, row-major) into a canvas of S x S pixels, in colour
+// when K = 3, else gray; null paints black.
+function paintImage(canvas, pixels, K) {
   const ctx = canvas.getContext("2d");
+  const n = canvas.width * canvas.height, plane = K === 3 ? n : 0;
   const img = ctx.createImageData(canvas.width, canvas.height);
-  for (let i = 0; i < canvas.width * canvas.height; i++) {
-    const g = pixels ? Math.round(255 * Math.min(1, Math.max(0, pixels[i]))) : 0;
-    img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = g;
+  const byte = (v) => Math.round(255 * Math.min(1, Math.max(0, v)));
+  for (let i = 0; i < n; i++) {
+    img.data[4 * i] = pixels ? byte(pixels[i]) : 0;
+    img.data[4 * i + 1] = pixels ? byte(pixels[plane + i]) : 0;
+    img.data[4 * i + 2] = pixels ? byte(pixels[2 * plane + i]) : 0;
     img.data[4 * i + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);
 }
 
+// Gray values ([S*S]): the pad's input.
+const paintGray = (canvas, pixels) => paintImage(canvas, pixels, 1);
+
 // Every redraw of #recon goes through here, so data-updates counts them.
 function paintRecon(pixels) {
-  paintGray(recon, pixels);
+  paintImage(recon, pixels, channels());
   recon.dataset.updates = String(Number(recon.dataset.updates) + 1);
 }
 
@@ -232,9 +253,9 @@ const classify = latestWins(async () => {
   if (!state.info) return;  // drawn on before /api/info answered
   const pixels = state.fromPad ? padToInput() : state.testPixels;
   if (!pixels) return;
-  const { classes: C, digit_dim: D, image_size: S } = state.info, N = S * S;
+  const { classes: C, digit_dim: D } = state.info, N = imageValues();
   const gen = state.inputGen;
-  paintGray($("input"), pixels);
+  paintImage($("input"), pixels, channels());
   const r = await api("/api/classify", { pixels: pixels.map(round4) });
   if (!r || gen !== state.inputGen) return;  // failed, or Clear was pressed meanwhile
   if (!Number.isInteger(r.class) || r.class < 0 || r.class >= C || !isNumbers(r.lengths, C) ||
@@ -249,24 +270,33 @@ const classify = latestWins(async () => {
   state.capsule = r.capsules[r.class];
   state.reconstruction = r.reconstruction;
   predicted.textContent = String(r.class);
+  $("predicted-name").textContent = hasNames() ? className(r.class) : "";
   showLengths(r.lengths, r.class);
   resetSliders();
   paintRecon(r.reconstruction);
   $("reset").disabled = false;
   $("perturb-button").disabled = false;
-  setStatus(`Predicted ${r.class} (capsule length ${r.lengths[r.class].toFixed(3)}).`);
+  const named = hasNames() ? ` (${className(r.class)})` : "";
+  setStatus(`Predicted ${r.class}${named} (capsule length ${r.lengths[r.class].toFixed(3)}).`);
 });
 
 // One bar per class, made once /api/info says how many.
 function makeBars(C) {
   const bars = $("bars");
+  // Names need a wider first column than numbers: as wide as the longest, up to 14
+  // characters (longer ones are cut, with the whole name in the tooltip).
+  let widest = 0;
+  for (let j = 0; j < C; j++) widest = Math.max(widest, className(j).length);
+  const first = hasNames() ? `${Math.min(widest, 14) + 1}ch` : "1.2rem";
   for (let j = 0; j < C; j++) {
     const bar = document.createElement("div");
     bar.className = "bar";
+    bar.style.gridTemplateColumns = `${first} minmax(0, 1fr) 3rem`;
     bar.dataset.class = String(j);
     bar.innerHTML = '<span class="class"></span><span class="track"><span class="fill"></span></span>' +
                     '<span class="value">–</span>';
-    bar.querySelector(".class").textContent = String(j);
+    bar.querySelector(".class").textContent = className(j);
+    bar.querySelector(".class").title = hasNames() ? `class ${j}: ${className(j)}` : `class ${j}`;
     bars.appendChild(bar);
   }
 }
@@ -280,7 +310,8 @@ function showLengths(lengths, cls) {
     bar.classList.toggle("predicted", j === cls);
     bar.querySelector(".fill").style.width = `${100 * Math.min(1, Math.max(0, v || 0))}%`;
     bar.querySelector(".value").textContent = v === null ? "–" : v.toFixed(3);
-    bar.setAttribute("aria-label", v === null ? `class ${j}` : `class ${j}: length ${v.toFixed(3)}`);
+    const label = hasNames() ? `class ${j} (${className(j)})` : `class ${j}`;
+    bar.setAttribute("aria-label", v === null ? label : `${label}: length ${v.toFixed(3)}`);
   }
 }
 
@@ -328,7 +359,7 @@ const decode = latestWins(async () => {
   const capsule = state.capsule.map((v, k) => v + offset(k));
   const r = await api("/api/decode", { class: state.cls, capsule });
   if (!r || gen !== state.capsuleGen) return;  // failed, or the capsule or offsets were replaced
-  if (!isNumbers(r.reconstruction, state.info.image_size ** 2)) {
+  if (!isNumbers(r.reconstruction, imageValues())) {
     setStatus("/api/decode: the answer does not have the expected shape", true);
     return;
   }
@@ -355,6 +386,7 @@ $("clear").addEventListener("click", () => {
   paintGray($("input"), null);
   paintRecon(null);
   predicted.textContent = "–";
+  $("predicted-name").textContent = "";
   showLengths(null, -1);
   resetSliders();
   $("reset").disabled = $("perturb-button").disabled = true;
@@ -369,19 +401,20 @@ $("random").addEventListener("click", async () => {
   setStatus(`Loading test image ${index}…`);
   const r = await api(`/api/test/${index}`);
   if (!r) return;
-  if (!isNumbers(r.pixels, S * S)) {
+  if (!isNumbers(r.pixels, imageValues())) {
     setStatus("/api/test: the answer does not have the expected shape", true);
     return;
   }
-  // The pad shows the test digit scaled up; the network gets its own pixels.
+  // The pad (gray models) shows the test image scaled up; the network gets its own pixels.
   const small = document.createElement("canvas");
   small.width = small.height = S;
-  paintGray(small, r.pixels);
+  paintImage(small, r.pixels, channels());
   padCtx.imageSmoothingEnabled = true;
   padCtx.drawImage(small, 0, 0, pad.width, pad.height);
   state.testPixels = r.pixels;
   state.fromPad = false;
-  $("source").textContent = `test image ${r.index}, ${r.label === 8 ? "an" : "a"} ${r.label}`;
+  const named = hasNames() ? ` (${className(r.label)})` : "";
+  $("source").textContent = `test image ${r.index}, ${r.label === 8 ? "an" : "a"} ${r.label}${named}`;
   classify();
 });
 
@@ -397,13 +430,16 @@ $("perturb-button").addEventListener("click", async () => {
   if (!r || gen !== state.inputGen) return;  // failed, or Clear was pressed meanwhile
   const bytes = Number.isInteger(r.rows) && Number.isInteger(r.cols) && Number.isInteger(r.size) &&
                 typeof r.images === "string" ? decodeBase64(r.images) : null;
-  if (!bytes || bytes.length !== r.rows * r.cols * r.size * r.size || !isNumbers(r.deltas, r.cols)) {
+  const K = r.channels === undefined ? 1 : r.channels;
+  if (!bytes || !Number.isInteger(K) || K < 1 ||
+      bytes.length !== r.rows * r.cols * K * r.size * r.size || !isNumbers(r.deltas, r.cols)) {
     setStatus("/api/perturb: the answer does not have the expected shape", true);
     return;
   }
   lastGrid = { r, bytes };
   drawGrid(r, bytes);
-  setStatus(`Perturbation grid of class ${r.class}: ${r.rows} dimensions x ${r.cols} offsets.`);
+  const named = hasNames() ? ` (${className(r.class)})` : "";
+  setStatus(`Perturbation grid of class ${r.class}${named}: ${r.rows} dimensions x ${r.cols} offsets.`);
 });
 
 function decodeBase64(text) {
@@ -416,12 +452,14 @@ function decodeBase64(text) {
 
 let lastGrid = null;  // the last /api/perturb answer and its bytes, redrawn when the window resizes
 
-// The grid: tile (row r, col c) is the size x size image at bytes[(r*cols + c)*size*size],
+// The grid: tile (row r, col c) is the image at bytes[(r*cols + c)*K*size*size], K planes of
+// size x size (K = 3: red, green, blue; else gray from the first),
 // upscaled up to GRID_ZOOM times without smoothing, with "dim k" and delta labels and the
 // middle column framed. Tiles shrink to fit the panel, so the labels keep their size on a
 // phone; drawn at the screen's pixel ratio so text and pixels stay sharp.
 function drawGrid(r, bytes) {
   const { rows, cols, size } = r, canvas = $("perturb");
+  const K = r.channels === undefined ? 1 : r.channels, plane = K === 3 ? size * size : 0;
   canvas.hidden = false;
   const room = canvas.parentElement.clientWidth - 2 * parseFloat(getComputedStyle(canvas.parentElement).paddingLeft);
   const step = Math.min(size * GRID_ZOOM + GRID_GAP, Math.floor((room - GRID_LABEL_W) / cols));
@@ -441,7 +479,10 @@ function drawGrid(r, bytes) {
     const tr = Math.floor(t / cols), tc = t % cols;
     for (let i = 0; i < size * size; i++) {
       const p = 4 * ((tr * size + Math.floor(i / size)) * sheet.width + tc * size + (i % size));
-      img.data[p] = img.data[p + 1] = img.data[p + 2] = bytes[t * size * size + i];
+      const at = t * K * size * size + i;
+      img.data[p] = bytes[at];
+      img.data[p + 1] = bytes[at + plane];
+      img.data[p + 2] = bytes[at + 2 * plane];
       img.data[p + 3] = 255;
     }
   }
@@ -490,21 +531,40 @@ async function start() {
   const info = await api("/api/info");
   if (!info) return;
   const { classes: C, image_size: S, digit_dim: D, slider_range: R, test_images: T } = info;
-  if (![C, S, D, T].every((v) => Number.isInteger(v) && v >= 0) || !(C > 0 && S > 0 && D > 0) ||
-      !(Number.isFinite(R) && R > 0)) {
+  const K = info.channels === undefined ? 1 : info.channels;
+  if (![C, S, D, T, K].every((v) => Number.isInteger(v) && v >= 0) || !(C > 0 && S > 0 && D > 0 && K > 0) ||
+      !(Number.isFinite(R) && R > 0) ||
+      !(info.class_names == null || (Array.isArray(info.class_names) && info.class_names.length === C))) {
     setStatus("/api/info: the answer does not have the expected shape", true);
     return;
   }
   state.info = info;
-  $("model").textContent = `${info.model}: ${C} classes, ${S}x${S} images, ${D}-dimensional capsules`;
+  const kind = K === 3 ? "colour" : K === 1 ? "gray" : `${K}-channel`;
+  $("model").textContent = `${info.model}: ${C} classes, ${S}x${S} ${kind} images, ${D}-dimensional capsules`;
+  // Drawing makes a gray MNIST-like 28x28 digit; any other model is explored by test images.
+  const drawable = K === 1 && S === 28;
+  pad.hidden = !drawable;
+  $("clear").hidden = !drawable;
+  $("draw-note").hidden = !drawable;
+  $("no-draw").hidden = drawable;
+  if (!drawable) {
+    $("no-draw").textContent = `This model takes ${S}x${S} ${kind} images: drawing is for ` +
+      `gray 28x28 digit models only. ${T > 0 ? "Pick a random test image instead." :
+      "Start the server with --data DIR to explore its test images."}`;
+    $("draw-title").textContent = "1. Pick a test image";
+  }
   for (const id of ["input", "recon"]) $(id).width = $(id).height = S;
   paintGray($("input"), null);
   paintGray(recon, null);
   makeBars(C);
   makeSliders(D, R);
   $("random").hidden = !(T > 0);
-  setStatus(T > 0 ? "Ready: draw a digit, or pick a random test digit."
-                  : "Ready: draw a digit (the server has no test images).");
+  if (!drawable) $("random").textContent = "Random test image";
+  if (drawable)
+    setStatus(T > 0 ? "Ready: draw a digit, or pick a random test digit."
+                    : "Ready: draw a digit (the server has no test images).");
+  else
+    setStatus(T > 0 ? "Ready: pick a random test image." : "Ready (the server has no test images).");
   document.body.dataset.ready = "1";
 }
 
