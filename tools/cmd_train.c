@@ -114,9 +114,9 @@ static const char train_usage[] =
     "`capsnet data --check DIR` tells which. The network takes the images' size and\n"
     "channels, and one class per class folder or name (10 when the data names none); the\n"
     "model keeps the class names (folders, batches.meta.txt, DIR/class-names.txt or\n"
-    "--class-names), and test and predict print them. After every\n"
-    "epoch it evaluates the test set, saves MODEL atomically (weights, Adam state, log) and\n"
-    "appends a line to the CSV log beside it (MODEL with .csv for .caps).\n"
+    "--class-names), and test and predict print them. After every epoch it evaluates the\n"
+    "test set, saves MODEL atomically (weights, Adam state, log) and appends a line to the\n"
+    "CSV log beside it (MODEL with .csv for .caps).\n"
     "Ctrl-C finishes the current step, saves, and tells how to resume.\n"
     "\n"
     "Options:\n";
@@ -141,13 +141,12 @@ int cmd_train(int argc, char **argv) {
         {"routing", OPT_INT, &routing, 1, 100, "R", "routing iterations (3)", 0},
         {"no-recon", OPT_FLAG, &no_recon, 0, 0, NULL, "train without the decoder", 0},
         {"recon-weight", OPT_FLOAT, &recon_weight, 0, 1000, "X",
-         "weight of the reconstruction loss, a sum of squares per image (0.0005)", 0},
+         "weight of the reconstruction loss (0.0005)", 0},
         {"shift", OPT_INT, &shift, 0, 8, "N", "random shift in pixels, 0 = none (2)", 0},
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "train on the first N images only", 0},
         {"test-limit", OPT_INT, &test_limit, 0, INT_MAX, "N", "evaluate the first N test images", 0},
         {"classes", OPT_INT, &classes, 2, 4096, "N",
-         "class capsules (the data's classes, else 10); more than the data's: extra capsules "
-         "no label names, as the paper's none-of-the-above", 0},
+         "class capsules (the data's classes, else 10); extra ones: none-of-the-above", 0},
         {"class-names", OPT_STRING, &names_path, 0, 0, "FILE",
          "class names, one a line (default: the data's own)", 0},
         {"config", OPT_STRING, &config_spec, 0, 0, "K=V,..",
