@@ -22,9 +22,9 @@
 /* The version of this header; capsnet_version() says which library is linked. The major
  * number changes when a call or a struct changes incompatibly (it is the soname's). */
 #define CAPSNET_VERSION_MAJOR 1
-#define CAPSNET_VERSION_MINOR 0
+#define CAPSNET_VERSION_MINOR 1
 #define CAPSNET_VERSION_PATCH 0
-#define CAPSNET_VERSION_STRING "1.0.0"
+#define CAPSNET_VERSION_STRING "1.1.0"
 #define CAPSNET_VERSION_NUMBER \
     (CAPSNET_VERSION_MAJOR * 10000 + CAPSNET_VERSION_MINOR * 100 + CAPSNET_VERSION_PATCH)
 
@@ -445,6 +445,7 @@ typedef struct {
     double loss;     /* mean loss over the batches done */
     double seconds;  /* since the epoch (or evaluation) started */
     int64_t images;  /* images done */
+    double step_loss; /* the loss of the batch just done (training; 0 in evaluation) */
 } caps_progress;
 
 /* Called after every batch; return non-zero to stop early (e.g. on SIGINT). */
@@ -455,6 +456,9 @@ typedef struct {
     int64_t images;
     double seconds;
     int stopped; /* the callback asked to stop before the end of the epoch */
+    /* With other processes (caps_train_epoch_comm): seconds spent waiting for the sums of
+     * the gradients and losses, after this process's own share of the step was done. */
+    double comm_seconds;
 } caps_epoch_stats;
 
 /* Trains epoch st->epoch from batch st->batch_in_epoch to its end: images in an order
@@ -464,6 +468,54 @@ typedef struct {
  * weights are then those before that step. */
 int caps_train_epoch(capsnet *m, caps_train_state *st, const caps_dataset *train,
                      caps_epoch_stats *out, caps_progress_fn cb, void *ctx, caps_error *err);
+
+/* ------------------------------------------------------------------------ many processes */
+
+/* Data-parallel training: `size` processes, each with the same model, data and training
+ * state, train one model together. Every global batch (st->batch images, drawn and shifted
+ * as one process would) is split into contiguous shares, one per process (caps_batch_share);
+ * each process runs forward and backward on its share with the loss scaled by 1 / (global
+ * batch), so that the sum of the processes' gradients is the gradient of the global batch
+ * mean; the sum goes to every process and every process takes the same Adam step. The
+ * result is one process's run up to the order of the float sums.
+ *
+ * The library knows no MPI: the program fills a caps_comm with its sums (the capsnet program
+ * with MPI_Allreduce, tools/mpi.c; a test with threads). The sums are collective: every
+ * process calls them in the same order with the same counts. */
+typedef struct caps_comm caps_comm;
+struct caps_comm {
+    int rank; /* 0 .. size-1 */
+    int size;
+    /* buf[0..count) summed over the processes, in place; afterwards every process holds
+     * the same sums. A failure ends the run (the other processes cannot go on either). */
+    int (*sum_floats)(caps_comm *c, float *buf, size_t count, caps_error *err);
+    int (*sum_doubles)(caps_comm *c, double *buf, size_t count, caps_error *err);
+    /* Optional, to overlap the gradient sums with the backward pass (NULL: one sum_floats
+     * of all the gradients after it): start starts the sum of buf and returns at once, the
+     * buffer untouched by the caller until wait_all returns; progress is called between
+     * layers so that started sums can advance; wait_all waits for all started sums. */
+    int (*start_sum_floats)(caps_comm *c, float *buf, size_t count, caps_error *err);
+    void (*progress)(caps_comm *c);
+    int (*wait_all)(caps_comm *c, caps_error *err);
+    /* Non-zero when the sums take device memory (a CUDA-aware MPI); else a backend that
+     * keeps its gradients on a GPU has them copied through host memory. */
+    int device_buffers;
+    void *ctx; /* the program's */
+};
+
+/* The share of process rank of n items split among size processes: items first ..
+ * first + count - 1, contiguous, in rank order, counts differing by at most one (the first
+ * n % size processes have one more; a share may be empty when n < size). */
+void caps_batch_share(int n, int rank, int size, int *first, int *count);
+
+/* caps_train_epoch as one of comm->size processes (comm NULL: alone, caps_train_epoch).
+ * Every process must call it with the same model, state and data. The losses in out and in
+ * the progress are the global batch's; cb is called on every process after every step, and
+ * when it asks any one process to stop, all stop after the same step. The model's batch
+ * (capsnet_max_batch) need only hold a share. */
+int caps_train_epoch_comm(capsnet *m, caps_train_state *st, const caps_dataset *train,
+                          caps_comm *comm, caps_epoch_stats *out, caps_progress_fn cb,
+                          void *ctx, caps_error *err);
 
 /* Accuracy, per-class accuracy, confusion matrix and mean loss on a data set, with the
  * decoder masked by the PREDICTED class, as at test time. */

@@ -80,7 +80,8 @@ typedef struct {
     void (*primary_backward)(caps_backend_state *s, int B);
     void (*conv1_backward)(caps_backend_state *s, int B);
 
-    /* ---- optional (NULL where the backend has no use for them: the CPU's) */
+    /* ---- optional (NULL where the backend has no use for them: status, data_upload,
+     * input_batch and sync on the CPU) */
     /* CAPS_OK, or the first failure of a step since create, which stays: a step cannot
      * return one (a GPU reports it only later), so capsnet_status asks after a pass. */
     int (*status)(const caps_backend_state *s, caps_error *err);
@@ -92,6 +93,9 @@ typedef struct {
                         int B);
     /* Waits until every step asked for has run (a GPU runs ahead of the program). */
     void (*sync)(caps_backend_state *s);
+    /* The start of an arena, *on_device set when it is in a GPU's memory; the steps asked
+     * for so far have run when it returns. NULL: only read and write reach the arenas. */
+    float *(*arena_data)(caps_backend_state *s, caps_arena which, int *on_device);
 } caps_backend;
 
 extern const caps_backend caps_backend_cpu;

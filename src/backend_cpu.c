@@ -157,6 +157,11 @@ static void cpu_zero(caps_backend_state *s, caps_arena which) {
     if (which == CAPS_PARAMS) s->params_version++;
 }
 
+static float *cpu_arena_data(caps_backend_state *s, caps_arena which, int *on_device) {
+    *on_device = 0;
+    return s->arena[which];
+}
+
 static void cpu_adam_step(caps_backend_state *s, const caps_adam *hp, float lr, int64_t t) {
     s->params_version++;
     adam_update(s->arena[CAPS_PARAMS], s->arena[CAPS_ADAM_M], s->arena[CAPS_ADAM_V],
@@ -329,4 +334,5 @@ const caps_backend caps_backend_cpu = {
     .squash_backward = cpu_squash_backward,
     .primary_backward = cpu_primary_backward,
     .conv1_backward = cpu_conv1_backward,
+    .arena_data = cpu_arena_data,
 };

@@ -484,7 +484,32 @@ void capsnet_zero_grad(capsnet *m) {
     lap(m, &m->prof_bwd[CAPS_LAYER_OTHER], &t);
 }
 
+/* The buckets of gradients in the order backward finishes them: the decoder's tensors
+ * (after the loss and decoder steps), W_ij (after routing), PrimaryCaps, Conv1. */
+static const int grad_buckets[CAPS_GRAD_BUCKETS][2] = {{5, 10}, {4, 4}, {2, 3}, {0, 1}};
+
+void capsnet_grad_bucket(int k, int *first, int *last) {
+    CAPS_ASSERT(k >= 0 && k < CAPS_GRAD_BUCKETS);
+    *first = grad_buckets[k][0];
+    *last = grad_buckets[k][1];
+}
+
+float *capsnet_arena_data(capsnet *m, caps_arena which, int *on_device) {
+    *on_device = 0;
+    return m->be->arena_data ? m->be->arena_data(m->bs, which, on_device) : NULL;
+}
+
+/* Tells ready that the next bucket's gradients are final. */
+static void bucket_done(caps_grads_ready_fn ready, void *ctx, int *bucket) {
+    if (ready) ready(ctx, grad_buckets[*bucket][0], grad_buckets[*bucket][1]);
+    (*bucket)++;
+}
+
 void capsnet_backward(capsnet *m) {
+    capsnet_backward_ready(m, 1.0f / m->batch, NULL, NULL); /* the loss is the batch mean */
+}
+
+void capsnet_backward_ready(capsnet *m, float scale, caps_grads_ready_fn ready, void *ctx) {
     const caps_backend *be = m->be;
     caps_backend_state *s = m->bs;
     int B = m->batch;
@@ -493,7 +518,7 @@ void capsnet_backward(capsnet *m) {
      * PrimaryCaps im2col matrix), so a second backward could not be the same. */
     CAPS_ASSERT(!m->backward_done);
     m->backward_done = 1;
-    float scale = 1.0f / B; /* the loss is the batch mean */
+    int bucket = 0;
 
     double *pb = m->prof_bwd, t = caps_seconds();
     be->backward_begin(s, B);
@@ -506,15 +531,20 @@ void capsnet_backward(capsnet *m) {
         be->decoder_backward(s, m->cls, B);
         lap(m, &pb[CAPS_LAYER_DECODER], &t);
     }
+    bucket_done(ready, ctx, &bucket);
     /* Routing -> predictions -> primary capsules -> convolutions. */
     be->digit_backward(s, B);
     lap(m, &pb[CAPS_LAYER_DIGIT], &t);
+    bucket_done(ready, ctx, &bucket);
     be->squash_backward(s, B);
     lap(m, &pb[CAPS_LAYER_SQUASH], &t);
     be->primary_backward(s, B);
     lap(m, &pb[CAPS_LAYER_PRIMARY], &t);
+    bucket_done(ready, ctx, &bucket);
     be->conv1_backward(s, B);
     lap(m, &pb[CAPS_LAYER_CONV1], &t);
+    bucket_done(ready, ctx, &bucket);
+    CAPS_ASSERT(bucket == CAPS_GRAD_BUCKETS);
 }
 
 /* ------------------------------------------------------------------------ Adam */

@@ -56,4 +56,21 @@ int capsnet_keep_data(capsnet *m, const caps_dataset *ds, int *kept, caps_error 
 float capsnet_forward_kept(capsnet *m, const int *idx, const int *dx, const int *dy,
                            const int *labels, int B, int mask, float recon_weight);
 
+/* Data-parallel training (train.c) sums each layer's gradients as soon as the backward pass
+ * has finished them. capsnet_backward_ready is capsnet_backward with the loss scaled by
+ * scale (capsnet_backward: 1 / batch) that calls ready(ctx, first, last) each time the
+ * gradients of the parameter tensors first..last are final: the buckets of
+ * capsnet_grad_bucket, always all of them, in bucket order (the decoder's are zero when it
+ * did not run). */
+#define CAPS_GRAD_BUCKETS 4
+typedef void (*caps_grads_ready_fn)(void *ctx, int first, int last);
+void capsnet_backward_ready(capsnet *m, float scale, caps_grads_ready_fn ready, void *ctx);
+/* Bucket k (0 .. CAPS_GRAD_BUCKETS - 1) in the order the backward pass finishes them:
+ * tensors *first .. *last. */
+void capsnet_grad_bucket(int k, int *first, int *last);
+/* The start of an arena where the backend keeps it, *on_device set when that is a GPU's
+ * memory (then valid for the device only, once the steps before have run); NULL when the
+ * backend cannot say. */
+float *capsnet_arena_data(capsnet *m, caps_arena which, int *on_device);
+
 #endif /* CAPS_MODEL_H */

@@ -4,7 +4,14 @@
  *   run straight through (weights, Adam moments, step count, epoch sums).
  * - A loss that becomes NaN stops training with the step named, before the step changes
  *   any weight; the last model file saved stays loadable; the program says so and exits 1.
+ * - Data-parallel training (caps_train_epoch_comm), with threads standing in for processes:
+ *   2, 3 and 9 processes (9 > the batch of 8: some shares empty) follow one process step by
+ *   step (loss within 1e-5 relative) and end with its weights (within float summation
+ *   order), the gradient sums overlapped with backward or not; every process holds the same
+ *   weights; a stop asked by one process stops all after the same step, and the run
+ *   resumes to the same end.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -169,10 +176,245 @@ TEST(nan_loss_stops_before_the_step_and_names_it) {
     caps_dataset_free(&ds);
 }
 
+/* ------------------------------------------------------------------------ data-parallel */
+
+/* Threads standing in for processes: sums over a barrier, rank 0 adding the buffers in rank
+ * order into a scratch array that every thread then copies, so all get identical sums. */
+#define GROUP_MAX 9
+typedef struct {
+    pthread_barrier_t barrier;
+    int size;
+    const void *bufs[GROUP_MAX];
+    float *fsum;
+    double dsum[8];
+} thread_group;
+
+typedef struct {
+    caps_comm comm;
+    thread_group *g;
+    struct {
+        float *buf;
+        size_t count;
+    } started[16]; /* the buckets of one step */
+    int nstarted;
+} thread_comm;
+
+static int group_sum_floats(caps_comm *c, float *buf, size_t count, caps_error *err) {
+    (void)err;
+    thread_group *g = ((thread_comm *)c->ctx)->g;
+    g->bufs[c->rank] = buf;
+    pthread_barrier_wait(&g->barrier);
+    if (c->rank == 0)
+        for (size_t i = 0; i < count; i++) {
+            float t = 0.0f;
+            for (int r = 0; r < g->size; r++) t += ((const float *)g->bufs[r])[i];
+            g->fsum[i] = t;
+        }
+    pthread_barrier_wait(&g->barrier);
+    memcpy(buf, g->fsum, count * sizeof(float));
+    pthread_barrier_wait(&g->barrier);
+    return CAPS_OK;
+}
+
+static int group_sum_doubles(caps_comm *c, double *buf, size_t count, caps_error *err) {
+    (void)err;
+    thread_group *g = ((thread_comm *)c->ctx)->g;
+    g->bufs[c->rank] = buf;
+    pthread_barrier_wait(&g->barrier);
+    if (c->rank == 0)
+        for (size_t i = 0; i < count; i++) {
+            double t = 0.0;
+            for (int r = 0; r < g->size; r++) t += ((const double *)g->bufs[r])[i];
+            g->dsum[i] = t;
+        }
+    pthread_barrier_wait(&g->barrier);
+    memcpy(buf, g->dsum, count * sizeof(double));
+    pthread_barrier_wait(&g->barrier);
+    return CAPS_OK;
+}
+
+/* The overlapped form: started sums are done, in the order started, by wait_all. */
+static int group_start(caps_comm *c, float *buf, size_t count, caps_error *err) {
+    (void)err;
+    thread_comm *tc = c->ctx;
+    tc->started[tc->nstarted].buf = buf;
+    tc->started[tc->nstarted].count = count;
+    tc->nstarted++;
+    return CAPS_OK;
+}
+
+static int group_wait_all(caps_comm *c, caps_error *err) {
+    thread_comm *tc = c->ctx;
+    for (int k = 0; k < tc->nstarted; k++)
+        group_sum_floats(c, tc->started[k].buf, tc->started[k].count, err);
+    tc->nstarted = 0;
+    return CAPS_OK;
+}
+
+/* One process of a data-parallel run: epochs on its own model, every step's loss kept. */
+typedef struct {
+    thread_comm tc;
+    caps_train_state st;
+    const caps_dataset *ds;
+    capsnet *m;
+    int epochs;
+    int stop_at;     /* this process asks to stop after this batch of its first epoch (0: no) */
+    int stopped;     /* the run was stopped (all then resume) */
+    int no_callback; /* train without a progress callback */
+    double loss[16];
+    int steps;
+} rank_run;
+
+static int record_step(const caps_progress *p, void *ctx) {
+    rank_run *rr = ctx;
+    if (rr->steps < 16) rr->loss[rr->steps] = p->step_loss;
+    rr->steps++;
+    return rr->stop_at > 0 && p->epoch == 0 && p->batch >= rr->stop_at;
+}
+
+static void *rank_main(void *arg) {
+    rank_run *rr = arg;
+    caps_error err;
+    caps_epoch_stats es;
+    while (rr->st.epoch < rr->epochs) {
+        int rc = caps_train_epoch_comm(rr->m, &rr->st, rr->ds, &rr->tc.comm, &es,
+                                       rr->no_callback ? NULL : record_step, rr, &err);
+        if (rc) {
+            fprintf(stderr, "rank %d: %s\n", rr->tc.comm.rank, err.msg);
+            break;
+        }
+        if (es.stopped) {
+            rr->stopped = 1;
+            rr->stop_at = 0;
+        }
+    }
+    return NULL;
+}
+
+/* Trains `size` threads for two epochs; ranks[0] holds the run of process 0. */
+static void run_group(rank_run *ranks, int size, const caps_dataset *ds, int overlap, int stop_rank,
+                      int no_callback) {
+    caps_config c = tiny_config();
+    caps_error err;
+    thread_group g = {.size = size};
+    pthread_barrier_init(&g.barrier, NULL, (unsigned)size);
+    pthread_t th[GROUP_MAX];
+    for (int r = 0; r < size; r++) {
+        rank_run *rr = &ranks[r];
+        memset(rr, 0, sizeof *rr);
+        rr->tc.g = &g;
+        rr->tc.comm = (caps_comm){.rank = r, .size = size, .sum_floats = group_sum_floats,
+                                  .sum_doubles = group_sum_doubles, .ctx = &rr->tc};
+        if (overlap) {
+            rr->tc.comm.start_sum_floats = group_start;
+            rr->tc.comm.wait_all = group_wait_all;
+        }
+        rr->st = tiny_state();
+        rr->ds = ds;
+        rr->epochs = 2;
+        rr->stop_at = r == stop_rank ? 2 : 0;
+        rr->no_callback = no_callback;
+        /* The largest share only: a process never holds the global batch. */
+        capsnet_create(&rr->m, &c, (8 + size - 1) / size, NULL, &err);
+        capsnet_init_weights(rr->m, 5);
+    }
+    g.fsum = malloc(capsnet_num_params(ranks[0].m) * sizeof(float));
+    for (int r = 0; r < size; r++) pthread_create(&th[r], NULL, rank_main, &ranks[r]);
+    for (int r = 0; r < size; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&g.barrier);
+    free(g.fsum);
+}
+
+/* The largest difference between the weights of a and b, relative to each tensor's largest
+ * weight. */
+static double weights_gap(const capsnet *a, const capsnet *b) {
+    float *pa = test_arena(a, CAPS_PARAMS), *pb = test_arena(b, CAPS_PARAMS);
+    double worst = 0.0;
+    for (int t = 0; t < CAPS_NUM_PARAM_TENSORS; t++) {
+        size_t off = capsnet_param_offset(a, t), n = capsnet_param_size(a, t);
+        double top = 0.0, gap = 0.0;
+        for (size_t i = off; i < off + n; i++) {
+            top = fmax(top, fabs(pa[i]));
+            gap = fmax(gap, fabs((double)pa[i] - pb[i]));
+        }
+        if (top > 0 && gap / top > worst) worst = gap / top;
+    }
+    free(pa), free(pb);
+    return worst;
+}
+
+TEST(data_parallel_follows_one_process) {
+    caps_config c = tiny_config();
+    caps_dataset ds = synthetic(37);
+    caps_error err;
+    /* One process: 2 epochs of 5 steps (the last of 5 images). */
+    rank_run one = {0};
+    one.st = tiny_state();
+    capsnet_create(&one.m, &c, 8, NULL, &err);
+    capsnet_init_weights(one.m, 5);
+    caps_epoch_stats es;
+    while (one.st.epoch < 2)
+        caps_train_epoch(one.m, &one.st, &ds, &es, record_step, &one, &err);
+    EXPECT(one.steps == 10, "%d steps", one.steps);
+
+    /* size, overlapped sums, the process asking to stop (-1: none), no callback */
+    const int cases[][4] = {{2, 0, -1, 0}, {2, 1, -1, 0}, {3, 1, 1, 0}, {9, 1, 8, 0},
+                            {2, 0, -1, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int size = cases[k][0], stop_rank = cases[k][2];
+        rank_run ranks[GROUP_MAX];
+        run_group(ranks, size, &ds, cases[k][1], stop_rank, cases[k][3]);
+        for (int r = 0; r < size; r++) {
+            EXPECT(ranks[r].st.epoch == 2 && ranks[r].st.batch_in_epoch == 0,
+                   "%d processes: process %d ended at epoch %d batch %lld", size, r,
+                   ranks[r].st.epoch, (long long)ranks[r].st.batch_in_epoch);
+            EXPECT(ranks[r].stopped == (stop_rank >= 0), "%d processes: process %d %s", size,
+                   r, ranks[r].stopped ? "stopped" : "never stopped");
+            /* Every process took the same steps from the same sums: the same weights. */
+            EXPECT(test_same_model(ranks[r].m, ranks[0].m),
+                   "%d processes: process %d's weights differ from process 0's", size, r);
+        }
+        if (!cases[k][3]) {
+            EXPECT(ranks[0].steps == 10, "%d processes: %d steps", size, ranks[0].steps);
+            for (int s = 0; s < 10 && s < ranks[0].steps; s++)
+                EXPECT(test_close(ranks[0].loss[s], one.loss[s], 1e-5, 0.0),
+                       "%d processes (overlap %d): step %d loss %.9g, one process %.9g", size,
+                       cases[k][1], s + 1, ranks[0].loss[s], one.loss[s]);
+        }
+        double gap = weights_gap(ranks[0].m, one.m);
+        EXPECT(gap < 1e-5, "%d processes: weights %.3g (relative) from one process's", size, gap);
+        EXPECT(capsnet_adam_t(ranks[0].m) == 10, "%d processes: %lld Adam steps", size,
+               (long long)capsnet_adam_t(ranks[0].m));
+        for (int r = 0; r < size; r++) capsnet_free(ranks[r].m);
+    }
+    capsnet_free(one.m);
+    caps_dataset_free(&ds);
+}
+
+TEST(batch_shares_cover_the_batch) {
+    for (int size = 1; size <= 5; size++)
+        for (int n = 0; n <= 12; n++) {
+            int next = 0, lo = n, hi = 0;
+            for (int r = 0; r < size; r++) {
+                int first, count;
+                caps_batch_share(n, r, size, &first, &count);
+                EXPECT(first == next, "n %d size %d rank %d starts at %d, not %d", n, size, r,
+                       first, next);
+                next = first + count;
+                lo = count < lo ? count : lo;
+                hi = count > hi ? count : hi;
+            }
+            EXPECT(next == n && hi - lo <= 1, "n %d size %d: covers %d, shares %d..%d", n,
+                   size, next, lo, hi);
+        }
+}
+
 int main(void) {
     if (!test_dir_create("train")) return 1;
     RUN(stop_anywhere_and_resume_is_bit_identical);
     RUN(nan_loss_stops_before_the_step_and_names_it);
+    RUN(data_parallel_follows_one_process);
+    RUN(batch_shares_cover_the_batch);
     test_dir_remove();
     return TEST_SUMMARY();
 }

@@ -381,6 +381,14 @@ static int cuda_write(caps_backend_state *s, caps_arena which, size_t offset, si
     return cuda_status(s, err);
 }
 
+/* The arena in device memory, for a CUDA-aware MPI's sums (train.c); the stream has run up to
+ * here, so the gradients asked for are there. */
+static float *cuda_arena_data(caps_backend_state *s, caps_arena which, int *on_device) {
+    CU(s, "cudaStreamSynchronize", cudaStreamSynchronize(s->stream));
+    *on_device = 1;
+    return s->arena[which];
+}
+
 static void cuda_zero(caps_backend_state *s, caps_arena which) {
     CU(s, "cudaMemset",
        cudaMemsetAsync(s->arena[which], 0, s->num_params * sizeof(float), s->stream));
@@ -633,4 +641,5 @@ extern "C" const caps_backend caps_backend_cuda = {
     cuda_data_upload,
     cuda_input_batch,
     cuda_sync,
+    cuda_arena_data,
 };
