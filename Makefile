@@ -23,7 +23,9 @@
 # Switches: NATIVE=0 (no -march=native), OMP=0 (no OpenMP), BLAS=dnnl|openblas|none,
 #           FIGURES=0 (no pictures, report or explorer: the core's dependencies only),
 #           CUDA=1 (the GPU backend, src/cuda/: nvcc, cuBLAS; CUDA_ARCH=sm_90 by default),
-#           WERROR=1 (warnings are errors, as in CI), SANITIZE=1 (what `make asan` sets).
+#           WERROR=1 (warnings are errors, as in CI), SANITIZE=1 (what `make asan` sets),
+#           MPI=1 (capsnet train across processes under mpirun: tools/mpi.c, Open MPI's
+#           mpicc for its flags; the library itself never needs MPI).
 #
 # The core library (src/) depends on libc, libm, OpenMP, zlib, libpng and the BLAS. The
 # program's pictures (tools/figure.c, visualize.c: cairo), report and explorer
@@ -31,6 +33,7 @@
 
 CC      ?= gcc
 CUDA    ?= 0
+MPI     ?= 0
 NATIVE  ?= 1
 OMP     ?= 1
 BLAS    ?= dnnl
@@ -125,10 +128,17 @@ LDLIBS    := $(LDLIBS) -lstdc++
 LIB_OBJ   += $(patsubst src/cuda/%.cu,$(BUILD)/emu/%.o,$(wildcard src/cuda/*.cu)) \
              $(BUILD)/emu/emu.o
 endif
+# MPI=1: the program's processes talk over MPI (tools/mpi.c); the flags are mpicc's.
+ifeq ($(MPI),1)
+MPICC     ?= mpicc
+MPI_CFLAGS := $(shell $(MPICC) --showme:compile)
+MPI_LIBS   := $(shell $(MPICC) --showme:link)
+endif
 WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
 # The program: the core commands always; the pictures, report and explorer with FIGURES=1,
 # else no_figures.c says they are not built.
-CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench cmd_export cmd_data
+CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench cmd_export cmd_data \
+              $(if $(filter 1,$(MPI)),mpi,no_mpi)
 FIG_TOOLS  := cmd_figures cmd_report cmd_serve web_assets
 FIG_LIB_OBJ := $(BUILD)/tools/figure.o $(BUILD)/tools/visualize.o
 ifeq ($(FIGURES),1)
@@ -151,7 +161,7 @@ all: $(PROGRAM) $(LIBS)
 tests: $(TEST_BIN)
 
 # Objects depend on the flags too: switching BLAS= or SANITIZE= rebuilds what they change.
-FLAGS_STAMP := $(BUILD)/flags.$(shell echo '$(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(FIGURES) \
+FLAGS_STAMP := $(BUILD)/flags.$(shell echo '$(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(FIGURES) $(MPI) \
                  $(NVFLAGS) $(EMU_FLAGS)' | cksum | cut -d' ' -f1)
 $(FLAGS_STAMP): | $(BUILD)/src
 	rm -f $(BUILD)/flags.* && touch $@
@@ -177,6 +187,7 @@ $(BUILD)/tests/%.o: tests/%.c $(FLAGS_STAMP) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itools $(FIG_CFLAGS) -c $< -o $@
 $(BUILD)/tools/%.o: tools/%.c $(FLAGS_STAMP) | $(BUILD)/tools
 	$(CC) $(CFLAGS) $(FIG_CFLAGS) -c $< -o $@
+$(BUILD)/tools/mpi.o: CFLAGS += $(MPI_CFLAGS)
 $(BUILD)/src $(BUILD)/src/cuda $(BUILD)/emu $(BUILD)/tests $(BUILD)/tools:
 	mkdir -p $@
 
@@ -198,7 +209,7 @@ $(BUILD)/libcapsnet.so: $(LIB_OBJ)
 
 # The program links the static library: it needs nothing of capsnet installed to run.
 $(PROGRAM): $(TOOL_OBJ) $(BUILD)/libcapsnet.a
-	$(CC) $(LDFLAGS) $^ $(FIG_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $^ $(FIG_LIBS) $(LDLIBS) $(MPI_LIBS) -o $@
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TEST_HELP) $(BUILD)/libcapsnet.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

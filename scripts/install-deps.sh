@@ -2,14 +2,15 @@
 # install-deps.sh: installs, with apt-get, the Debian packages capsnet needs to build and
 # test, skipping those already installed. Run as root (or it uses sudo when available).
 #   build: gcc, make, pkg-config, oneDNN (matrix products; OpenBLAS for BLAS=openblas),
-#   zlib, libpng, cairo (figures), libmicrohttpd and cJSON (capsnet serve);
+#   zlib, libpng, cairo (figures), libmicrohttpd and cJSON (capsnet serve), Open MPI (make
+#   MPI=1: training across processes; tests/cli/mpi.sh);
 #   data: curl, ca-certificates
 #   with --ci, what CI's extra checks use: valgrind, clang and libFuzzer (fuzzing),
 #   Chromium and Node.js (browser checks; the npm packages: cd tests/browser && npm ci),
 #   wrk (load on capsnet serve), python3-torch and python3-onnx (the PyTorch bridge and the
 #   ONNX export; the npm package onnxruntime-node runs the export: cd tests/onnx && npm ci)
 set -eu
-packages="build-essential pkg-config libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev libmicrohttpd-dev libcjson-dev ca-certificates curl"
+packages="build-essential pkg-config libdnnl-dev libopenblas-dev zlib1g-dev libpng-dev libcairo2-dev libmicrohttpd-dev libcjson-dev libopenmpi-dev openmpi-bin ca-certificates curl"
 if [ "${1:-}" = "--ci" ]; then
     packages="$packages valgrind clang libclang-rt-14-dev chromium wrk python3-torch python3-onnx"
     command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"

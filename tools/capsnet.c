@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "figures.h"
+#include "parallel.h"
 
 static const char main_usage[] =
     "Usage: capsnet COMMAND [options]\n"
@@ -48,6 +49,22 @@ static const char main_usage[] =
     "'capsnet COMMAND --help' describes the options of a command.\n"
     "Get MNIST with: scripts/get-data.sh mnist data/mnist\n";
 
+static int run_command(const char *cmd, int argc, char **argv) {
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "test") == 0) return cmd_test(argc - 1, argv + 1);
+    if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "data") == 0) return cmd_data(argc - 1, argv + 1);
+    if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
+    if (strcmp(cmd, "perturb") == 0) return cmd_perturb(argc - 1, argv + 1);
+    if (strcmp(cmd, "show") == 0) return cmd_show(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    return fail_usage(NULL, "unknown command '%s'", cmd);
+}
+
 int main(int argc, char **argv) {
     /* A file larger than the process may write (ulimit -f) is a write error to report,
      * like a full disk, not a reason to die with no message. */
@@ -67,17 +84,14 @@ int main(int argc, char **argv) {
         printf("capsnet %s\n", CAPSNET_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
-    if (strcmp(cmd, "test") == 0) return cmd_test(argc - 1, argv + 1);
-    if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
-    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
-    if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
-    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
-    if (strcmp(cmd, "data") == 0) return cmd_data(argc - 1, argv + 1);
-    if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
-    if (strcmp(cmd, "perturb") == 0) return cmd_perturb(argc - 1, argv + 1);
-    if (strcmp(cmd, "show") == 0) return cmd_show(argc - 1, argv + 1);
-    if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
-    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
-    return fail_usage(NULL, "unknown command '%s'", cmd);
+    /* Under mpirun (a build with MPI=1), train is the command that runs as many processes. */
+    int rc = par_init(&argc, &argv);
+    if (rc) return rc;
+    if (par_size() > 1 && strcmp(cmd, "train") != 0) {
+        if (par_rank() == 0)
+            fprintf(stderr, "capsnet: error: only `capsnet train` runs as several processes "
+                            "(%d were started)\n", par_size());
+        return par_finish(EXIT_USAGE);
+    }
+    return par_finish(run_command(cmd, argc, argv));
 }

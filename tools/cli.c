@@ -250,8 +250,10 @@ int apply_config_overrides(caps_config *cfg, const char *spec) {
  * kills the program at once (the last checkpoint on disk stays as it was). */
 volatile sig_atomic_t stop_requested;
 
+static volatile sig_atomic_t second_signal_kills = 1;
+
 static void on_signal(int sig) {
-    if (stop_requested) {
+    if (stop_requested && second_signal_kills) {
         /* Second signal: stop now. A model file being saved keeps its old content (saves
          * are atomic); only the temporary file of the save is removed. */
         caps_atomic_unlink_in_signal();
@@ -295,6 +297,13 @@ int on_progress(const caps_progress *p, void *ctx) {
 }
 
 void install_stop_handlers(void) {
+    second_signal_kills = 1;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+}
+
+void install_patient_stop_handlers(void) {
+    install_stop_handlers();
+    second_signal_kills = 0;
+    signal(SIGUSR1, on_signal); /* mpirun passes SIGUSR1 on to every process, and kills none */
 }

@@ -63,6 +63,10 @@ int apply_config_overrides(caps_config *cfg, const char *spec);
 extern volatile sig_atomic_t stop_requested;
 /* SIGINT / SIGTERM set stop_requested; a second one kills the program at once. */
 void install_stop_handlers(void);
+/* The same, and SIGUSR1 too, but later signals change nothing: one of several processes
+ * under mpirun, which may get Ctrl-C's SIGINT and mpirun's SIGTERM both (and is killed by
+ * mpirun if it takes too long to stop; SIGUSR1, which mpirun passes on, has no such limit). */
+void install_patient_stop_handlers(void);
 
 typedef struct {
     const char *what;  /* "epoch 2/3" or "testing" */

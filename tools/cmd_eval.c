@@ -3,6 +3,7 @@
  * accuracy, confusion matrix), capsnet predict (images -> classes) and capsnet info.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -316,20 +317,76 @@ int cmd_predict(int argc, char **argv) {
 /* ------------------------------------------------------------------------ info */
 
 static const char info_usage[] =
-    "Usage: capsnet info --model MODEL\n"
+    "Usage: capsnet info --model MODEL [--compare OTHER]\n"
     "\n"
-    "Prints the configuration, the training state and the log of a model file.\n"
+    "Prints the configuration, the training state and the log of a model file; with\n"
+    "--compare, how far another model file's weights are from its own, tensor by tensor\n"
+    "(two runs that differ only in the order of float sums: about 1e-6).\n"
     "\n"
     "Options:\n";
 
+/* How far the weights of b are from a's, per tensor: the largest difference of a weight
+ * relative to the largest weight of a's tensor, and the norm of the difference relative to
+ * the norm of a's tensor (|b - a| / |a|). Both are scale-free; the second is the one that
+ * Adam's steps on weights with near-zero gradients do not dominate. Two runs that differ
+ * only in the order of float sums come out near 1e-6. */
+static int compare_models(const capsnet *a, const char *a_path, const char *b_path) {
+    caps_error err;
+    capsnet *b = NULL;
+    if (caps_model_load(&b, NULL, NULL, b_path, 1, NULL, &err)) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    if (capsnet_num_params(b) != capsnet_num_params(a) ||
+        memcmp(capsnet_config(a), capsnet_config(b), sizeof(caps_config)) != 0) {
+        capsnet_free(b);
+        return fail_runtime("%s: another configuration than %s's; nothing to compare", b_path,
+                            a_path);
+    }
+    size_t n = capsnet_num_params(a);
+    float *wa = malloc(n * sizeof(float)), *wb = malloc(n * sizeof(float));
+    int rc = !wa || !wb ? fail_runtime("out of memory") : EXIT_SUCCESS;
+    if (!rc && (capsnet_read(a, CAPS_PARAMS, 0, n, wa, &err) ||
+                capsnet_read(b, CAPS_PARAMS, 0, n, wb, &err))) {
+        print_error(&err);
+        rc = EXIT_FAILURE;
+    }
+    double worst = 0.0, worst_norm = 0.0;
+    for (int t = 0; !rc && t < CAPS_NUM_PARAM_TENSORS; t++) {
+        size_t off = capsnet_param_offset(a, t), cnt = capsnet_param_size(a, t);
+        double top = 0.0, gap = 0.0, norm = 0.0, dnorm = 0.0;
+        for (size_t i = off; i < off + cnt; i++) {
+            double d = (double)wb[i] - wa[i];
+            top = fmax(top, fabs(wa[i]));
+            gap = fmax(gap, fabs(d));
+            norm += (double)wa[i] * wa[i];
+            dnorm += d * d;
+        }
+        double rel = top > 0 ? gap / top : gap, rel_norm = norm > 0 ? sqrt(dnorm / norm) : 0.0;
+        worst = fmax(worst, rel);
+        worst_norm = fmax(worst_norm, rel_norm);
+        printf("compare %-8s largest difference %.3g (%.3g of its largest weight), "
+               "|b - a| / |a| %.3g\n", capsnet_param_name(t), gap, rel, rel_norm);
+    }
+    if (!rc)
+        printf("compare: %s against %s: largest difference %.3g of a tensor's largest weight, "
+               "|b - a| / |a| at most %.3g, Adam steps %lld and %lld\n", b_path, a_path, worst,
+               worst_norm, (long long)capsnet_adam_t(a), (long long)capsnet_adam_t(b));
+    free(wa), free(wb);
+    capsnet_free(b);
+    return rc;
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model = NULL, *other = NULL;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
+        {"compare", OPT_STRING, &other, 0, 0, "OTHER",
+         "also: how far OTHER's weights are from MODEL's, per tensor", 0},
     };
     int npos, done;
     char *pos[1];
-    int rc = parse_command("info", info_usage, opts, 1, argc, argv, pos, 0, &npos, &done);
+    int rc = parse_command("info", info_usage, opts, 2, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!model) return fail_usage("info", "--model is required");
     caps_error err;
@@ -362,6 +419,7 @@ int cmd_info(int argc, char **argv) {
     }
     if (log && *log) printf("log:\n%s", log);
     free(log);
+    rc = other ? compare_models(m, model, other) : EXIT_SUCCESS;
     capsnet_free(m);
-    return 0;
+    return rc;
 }

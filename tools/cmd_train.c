@@ -2,7 +2,14 @@
  * cmd_train.c: capsnet train: the training loop of the program around caps_train_epoch:
  * data, a new or resumed model, progress lines, evaluation, checkpoint and log per epoch,
  * Ctrl-C handling.
+ *
+ * Under mpirun (a build with MPI=1, parallel.h) it is one of several processes training one
+ * model: each trains its share of every batch (caps_train_epoch_comm) and evaluates its share
+ * of the test set; process 0 alone prints and writes files. The processes check at the start
+ * that they run the same command on the same model, and before every save that their
+ * weights are still the same.
  */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "parallel.h"
 #include "util.h"
 
 /* The log sits beside the model: mnist.caps -> mnist.csv, other names get ".csv" added. */
@@ -25,6 +33,88 @@ static void log_path_for(char *out, size_t n, const char *model) {
 static int file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0;
+}
+
+/* ------------------------------------------------------------------------ many processes */
+
+/* 64-bit FNV-1a of n bytes, continued from h. */
+#define FNV_START 0xcbf29ce484222325ULL
+static uint64_t fnv(uint64_t h, const void *bytes, size_t n) {
+    const unsigned char *p = bytes;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The processes' models must be the same: weights, Adam's moments and step, and where the
+ * run stands. 0 when they are; else process 0 has said which differs. */
+static int agree_on_model(capsnet *m, const caps_train_state *st, const char *when) {
+    if (par_size() < 2) return 0;
+    size_t n = capsnet_num_params(m);
+    float *buf = malloc(n * sizeof(float));
+    if (!buf) return fail_runtime("out of memory");
+    uint64_t h = FNV_START;
+    caps_error err;
+    for (int a = CAPS_PARAMS; a <= CAPS_ADAM_V; a++) {
+        if (capsnet_read(m, (caps_arena)a, 0, n, buf, &err)) {
+            print_error(&err);
+            free(buf);
+            return 1;
+        }
+        if (a != CAPS_GRADS) h = fnv(h, buf, n * sizeof(float));
+    }
+    free(buf);
+    int64_t t = capsnet_adam_t(m), at[2] = {st->epoch, st->batch_in_epoch};
+    h = fnv(fnv(h, &t, sizeof t), at, sizeof at);
+    char what[96];
+    snprintf(what, sizeof what, "weights or training state (%s)", when);
+    return par_agree(what, h);
+}
+
+/* Evaluates this process's share of the first n images of test; the counts and loss summed
+ * over the processes into correct, total and loss (the mean). */
+static int evaluate_share(capsnet *m, const caps_dataset *test, int n, float recon_weight,
+                          progress_ctx *pc, double *correct, double *total, double *loss,
+                          double *seconds) {
+    int first, count;
+    caps_batch_share(n, par_rank(), par_size(), &first, &count);
+    caps_dataset part = *test;
+    size_t pixels = (size_t)test->channels * test->rows * test->cols;
+    part.images += (size_t)first * pixels;
+    part.labels += first;
+    part.count = count;
+    double sums[3] = {0.0, 0.0, 0.0};
+    *seconds = 0.0;
+    if (count > 0) {
+        caps_eval ev;
+        caps_error err;
+        if (caps_evaluate(m, &part, 0, recon_weight, NULL, &ev, on_progress, pc, &err)) {
+            print_error(&err);
+            return 1;
+        }
+        sums[0] = ev.correct;
+        sums[1] = ev.total;
+        sums[2] = ev.loss * ev.total;
+        *seconds = ev.seconds;
+        caps_eval_free(&ev);
+    }
+    if (par_sum_doubles(sums, 3)) return 1;
+    *correct = sums[0];
+    *total = sums[1];
+    *loss = sums[1] > 0 ? sums[2] / sums[1] : 0.0;
+    return 0;
+}
+
+/* Progress of a step: the live line, and --step-log's line. */
+typedef struct {
+    progress_ctx pc;
+    FILE *step_log; /* or NULL */
+} train_progress_ctx;
+
+static int on_train_progress(const caps_progress *p, void *ctx) {
+    train_progress_ctx *tp = ctx;
+    if (tp->step_log)
+        fprintf(tp->step_log, "%d,%d,%.9g\n", p->epoch + 1, p->batch, p->step_loss);
+    return on_progress(p, &tp->pc);
 }
 
 /* ------------------------------------------------------------------------ class names */
@@ -118,14 +208,16 @@ static const char train_usage[] =
     "test set, saves MODEL atomically (weights, Adam state, log) and appends a line to the\n"
     "CSV log beside it (MODEL with .csv for .caps).\n"
     "Ctrl-C finishes the current step, saves, and tells how to resume.\n"
+    "Built with MPI=1 and started by mpirun -np N, N processes train one model, each on its\n"
+    "share of every batch (README: Across processes).\n"
     "\n"
     "Options:\n";
 
 int cmd_train(int argc, char **argv) {
     const char *data = "data/mnist", *out = "mnist.caps", *config_spec = NULL, *device = "cpu";
     int epochs = 3, routing = 3, no_recon = 0, test_limit = 0, threads = 0, resume = 0;
-    int overwrite = 0, classes = 0, quiet = 0, tf32 = 0;
-    const char *names_path = NULL;
+    int overwrite = 0, classes = 0, quiet = 0, tf32 = 0, no_overlap = 0;
+    const char *names_path = NULL, *step_log_path = NULL;
     caps_train_state st;
     caps_train_state_default(&st);
     float lr = st.lr, lr_decay = st.lr_decay, recon_weight = st.recon_weight;
@@ -156,6 +248,10 @@ int cmd_train(int argc, char **argv) {
         {"resume", OPT_FLAG, &resume, 0, 0, NULL, "continue the run saved in MODEL", 0},
         {"overwrite", OPT_FLAG, &overwrite, 0, 0, NULL, "replace an existing MODEL", 0},
         {"quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress lines", 0},
+        {"step-log", OPT_STRING, &step_log_path, 0, 0, "FILE",
+         "append each step's loss to FILE (epoch,batch,loss)", 0},
+        {"no-overlap", OPT_FLAG, &no_overlap, 0, 0, NULL,
+         "MPI: sum the gradients after backward, not during it", 0},
         DEVICE_OPTIONS(device, tf32),
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
@@ -167,6 +263,17 @@ int cmd_train(int argc, char **argv) {
         return fail_usage("train", "--no-recon and --recon-weight exclude each other");
     caps_options opt;
     if ((rc = device_options(&opt, "train", device, tf32))) return rc;
+    /* Many processes: the same command everywhere; process 0 alone prints and writes. */
+    int nproc = par_size(), leader = par_rank() == 0;
+    uint64_t args = FNV_START;
+    for (int k = 0; k < argc; k++) args = fnv(args, argv[k], strlen(argv[k]) + 1);
+    if (par_agree("arguments", args)) return EXIT_USAGE;
+    if (!leader) quiet = 1;
+    if (nproc > 1 && !find_option(opts, nopts, "threads")->given) {
+        /* The cores of this machine shared among its processes. */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > par_local_size() ? (int)(cores / par_local_size()) : 1;
+    }
 
     /* A misspelt --config key is a usage error, found before any data is read. */
     if (config_spec && !resume) {
@@ -178,6 +285,7 @@ int cmd_train(int argc, char **argv) {
     caps_error err;
     caps_dataset train = {0}, test = {0};
     capsnet *m = NULL;
+    FILE *step_log = NULL;
     char *log = NULL;
     int status = EXIT_FAILURE;
     char log_path[4200];
@@ -220,7 +328,7 @@ int cmd_train(int argc, char **argv) {
                                       "(%d)", caps_config_field_name(k), caps_config_get(&want, k),
                                       out, caps_config_get(&fcfg, k));
         }
-        if (caps_model_load(&m, &st, &log, out, st.batch, &opt, &err)) {
+        if (caps_model_load(&m, &st, &log, out, (st.batch + nproc - 1) / nproc, &opt, &err)) {
             print_error(&err);
             return EXIT_FAILURE;
         }
@@ -282,7 +390,8 @@ int cmd_train(int argc, char **argv) {
         st.limit = limit;
         st.seed = seed;
         st.recon_weight = no_recon ? 0.0f : recon_weight;
-        if (capsnet_create(&m, &cfg, batch, &opt, &err)) {
+        /* A process holds its share of a batch only. */
+        if (capsnet_create(&m, &cfg, (batch + nproc - 1) / nproc, &opt, &err)) {
             print_error(&err);
             goto done;
         }
@@ -295,23 +404,37 @@ int cmd_train(int argc, char **argv) {
         memcpy(log, CSV_HEADER, sizeof CSV_HEADER);
     }
     if ((rc = apply_class_names(m, names_path, &train, data, out))) goto done;
+    if (agree_on_model(m, &st, "at the start")) goto done;
     /* Fail now, not after an hour's epoch, if the model cannot be written: the folder must
      * be writable with room for the file (and its log lines to come); a new run saves its
      * starting point at once, which also proves the write works. */
     uint64_t need = caps_model_file_size(m, strlen(log) + 256 * (size_t)(epochs + 1));
-    if (check_room(out, need, &err) || (!resume && caps_model_save(m, &st, log, out, &err))) {
+    if (leader && (check_room(out, need, &err) ||
+                   (!resume && caps_model_save(m, &st, log, out, &err)))) {
         print_error(&err);
         goto done;
     }
+    if (leader && step_log_path) {
+        int fresh = !file_exists(step_log_path);
+        if (!(step_log = fopen(step_log_path, "a"))) {
+            fail_runtime("%s: cannot open for appending: %s", step_log_path, strerror(errno));
+            goto done;
+        }
+        setvbuf(step_log, NULL, _IOLBF, 0); /* a line a step, to watch a run by */
+        if (fresh) fputs("epoch,batch,loss\n", step_log);
+    }
     const caps_config *cfg = capsnet_config(m);
-    char where[64];
+    char where[256];
     if (strcmp(capsnet_backend(m), "cpu") == 0)
         snprintf(where, sizeof where, "%d threads", nthreads);
     else
         snprintf(where, sizeof where, "on %s (%s)", capsnet_backend(m), tf32 ? "tf32" : "fp32");
+    if (nproc > 1)
+        snprintf(where + strlen(where), sizeof where - strlen(where), " each, %s",
+                 par_describe());
     int n_train = st.limit > 0 && st.limit < train.count ? st.limit : train.count;
     int n_test = test_limit > 0 && test_limit < test.count ? test_limit : test.count;
-    fprintf(stderr,
+    if (leader) fprintf(stderr,
             "capsnet: training on %s: %d images (%d test), %dx%d, %d classes\n"
             "capsnet: %zu parameters, routing %d, batch %d, lr %g (x%g per epoch), %s, "
             "%s, %s\n",
@@ -319,38 +442,44 @@ int cmd_train(int argc, char **argv) {
             caps_num_params(cfg), cfg->routing_iters, st.batch, (double)st.lr,
             (double)st.lr_decay, st.recon_weight > 0 ? "with decoder" : "no decoder", where,
             resume ? "resumed" : "new run");
-    if (resume)
+    if (resume && leader)
         fprintf(stderr, "capsnet: resuming %s at epoch %d, batch %lld\n", out, st.epoch + 1,
                 (long long)st.batch_in_epoch);
     if (st.epoch >= epochs) {
-        fprintf(stderr, "capsnet: %s has %d epochs already (--epochs %d); nothing to do\n", out,
+        if (leader) fprintf(stderr, "capsnet: %s has %d epochs already (--epochs %d); nothing to do\n", out,
                 st.epoch, epochs);
         status = EXIT_SUCCESS;
         goto done;
     }
 
-    install_stop_handlers();
+    if (nproc > 1)
+        install_patient_stop_handlers();
+    else
+        install_stop_handlers();
     int is_tty = isatty(STDERR_FILENO);
+    caps_comm *comm = par_comm();
+    if (comm && no_overlap) comm->start_sum_floats = NULL;
     double last_accuracy = -1.0;
     while (st.epoch < epochs) {
         char what[64];
         snprintf(what, sizeof what, "epoch %d/%d", st.epoch + 1, epochs);
-        progress_ctx pc = {what, quiet, is_tty, (int)st.batch_in_epoch, 0.0, 0};
+        train_progress_ctx tp = {{what, quiet, is_tty, (int)st.batch_in_epoch, 0.0, 0}, step_log};
         float lr_now = caps_train_lr(&st, st.epoch);
         caps_epoch_stats es;
-        rc = caps_train_epoch(m, &st, &train, &es, on_progress, &pc, &err);
-        clear_live_line(&pc);
+        rc = caps_train_epoch_comm(m, &st, &train, comm, &es, on_train_progress, &tp, &err);
+        clear_live_line(&tp.pc);
         if (rc) {
             print_error(&err);
             fprintf(stderr, "capsnet: %s keeps the last good checkpoint\n", out);
             goto done;
         }
         if (es.stopped) {
-            if (caps_model_save(m, &st, log, out, &err)) {
+            if (agree_on_model(m, &st, "at the stop")) goto done;
+            if (leader && caps_model_save(m, &st, log, out, &err)) {
                 print_error(&err);
                 goto done;
             }
-            fprintf(stderr,
+            if (leader) fprintf(stderr,
                     "capsnet: interrupted in epoch %d at batch %lld; saved %s\n"
                     "capsnet: resume with: capsnet train --resume --out %s --data %s --epochs %d\n",
                     st.epoch + 1, (long long)st.batch_in_epoch, out, out, data, epochs);
@@ -359,53 +488,61 @@ int cmd_train(int argc, char **argv) {
         }
         /* Evaluation is short: a live line on a terminal, nothing in a log file. */
         progress_ctx tc = {"testing", quiet || !is_tty, is_tty, 0, 0.0, 0};
-        caps_eval ev;
-        if (caps_evaluate(m, &test, test_limit, st.recon_weight, NULL, &ev, on_progress, &tc,
-                          &err)) {
-            print_error(&err);
+        double correct, total, test_loss, test_seconds;
+        if (evaluate_share(m, &test, n_test, st.recon_weight, &tc, &correct, &total, &test_loss,
+                           &test_seconds))
             goto done;
-        }
         clear_live_line(&tc);
-        double acc = ev.total ? (double)ev.correct / ev.total : 0.0, test_loss = ev.loss;
+        double acc = total > 0 ? correct / total : 0.0;
         last_accuracy = acc;
         double ips = es.seconds > 0 ? es.images / es.seconds : 0.0;
         char row[512];
         snprintf(row, sizeof row, "%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f,%.2f,%.8g,%.2f\n", st.epoch,
-                 es.loss, es.margin, es.recon, ev.loss, acc, es.seconds, ips, (double)lr_now,
-                 ev.seconds);
+                 es.loss, es.margin, es.recon, test_loss, acc, es.seconds, ips, (double)lr_now,
+                 test_seconds);
         char *grown = realloc(log, strlen(log) + strlen(row) + 1);
         if (!grown) {
-            caps_eval_free(&ev);
             fail_runtime("out of memory");
             goto done;
         }
         log = grown;
         strcat(log, row);
-        caps_eval_free(&ev);
-        if (caps_model_save(m, &st, log, out, &err)) {
+        if (agree_on_model(m, &st, "after the epoch")) goto done;
+        if (leader && caps_model_save(m, &st, log, out, &err)) {
             print_error(&err);
             goto done;
         }
-        if (caps_write_text_atomic(log_path, log, &err)) {
+        if (leader && caps_write_text_atomic(log_path, log, &err)) {
             print_error(&err);
             goto done;
         }
-        printf("epoch %d/%d: train loss %.4f, test accuracy %.2f%% (loss %.4f), %.1f s, "
-               "%.1f img/s\n",
-               st.epoch, epochs, es.loss, 100.0 * acc, test_loss, es.seconds, ips);
-        fflush(stdout);
-        if (stop_requested) {
-            fprintf(stderr, "capsnet: interrupted after epoch %d; saved %s\n"
+        char comm_note[64] = "";
+        if (nproc > 1)
+            snprintf(comm_note, sizeof comm_note, " (%.1f s waiting for the sums)",
+                     es.comm_seconds);
+        if (leader) {
+            printf("epoch %d/%d: train loss %.4f, test accuracy %.2f%% (loss %.4f), %.1f s, "
+                   "%.1f img/s%s\n",
+                   st.epoch, epochs, es.loss, 100.0 * acc, test_loss, es.seconds, ips, comm_note);
+            fflush(stdout);
+        }
+        /* A signal that reached some processes only, by the end of the epoch, stops all. */
+        double stop = stop_requested != 0;
+        if (par_sum_doubles(&stop, 1)) goto done;
+        if (stop > 0) {
+            if (leader) fprintf(stderr, "capsnet: interrupted after epoch %d; saved %s\n"
                             "capsnet: resume with: capsnet train --resume --out %s --data %s "
                             "--epochs %d\n", st.epoch, out, out, data, epochs);
             status = EXIT_INTERRUPTED;
             goto done;
         }
     }
-    printf("test accuracy %.2f%% after %d epoch%s; model %s, log %s\n", 100.0 * last_accuracy,
-           st.epoch, st.epoch == 1 ? "" : "s", out, log_path);
+    if (leader)
+        printf("test accuracy %.2f%% after %d epoch%s; model %s, log %s\n",
+               100.0 * last_accuracy, st.epoch, st.epoch == 1 ? "" : "s", out, log_path);
     status = EXIT_SUCCESS;
 done:
+    if (step_log) fclose(step_log);
     free(log);
     capsnet_free(m);
     caps_dataset_free(&train);
