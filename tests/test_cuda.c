@@ -350,14 +350,33 @@ TEST(too_large_a_batch_is_refused_with_one_that_fits) {
     capsnet_free(m);
 }
 
+/* CAPS_CUDA_DEVICE (set per process under mpirun) picks the GPU; one that is not there is
+ * refused, naming it and the devices there are. */
+TEST(a_device_that_is_not_there_is_refused) {
+    caps_config c = tiny_config(1);
+    capsnet *m = NULL;
+    caps_error err;
+    setenv("CAPS_CUDA_DEVICE", "4096", 1);
+    int rc = capsnet_create(&m, &c, 1, &gpu_opt, &err);
+    unsetenv("CAPS_CUDA_DEVICE");
+    EXPECT(rc == CAPS_ERR_ARG && !m && strstr(err.msg, "CAPS_CUDA_DEVICE=4096") &&
+               strstr(err.msg, "expected 0.."),
+           "code %d, %s", rc, err.msg);
+    capsnet_free(m);
+    setenv("CAPS_CUDA_DEVICE", "0", 1);
+    EXPECT(capsnet_create(&m, &c, 1, &gpu_opt, &err) == CAPS_OK, "device 0: %s", err.msg);
+    unsetenv("CAPS_CUDA_DEVICE");
+    capsnet_free(m);
+}
+
 int main(void) {
     /* Is there a GPU to test? A tiny model on "cuda" says. */
     caps_config c = tiny_config(1);
     capsnet *probe = NULL;
     caps_error err;
     if (capsnet_create(&probe, &c, 1, &gpu_opt, &err) != CAPS_OK) {
-        if (strstr(err.msg, "unknown backend")) return TEST_SKIP_ALL(7, "built without CUDA");
-        if (strstr(err.msg, "no CUDA device")) return TEST_SKIP_ALL(7, "no CUDA device");
+        if (strstr(err.msg, "unknown backend")) return TEST_SKIP_ALL(8, "built without CUDA");
+        if (strstr(err.msg, "no CUDA device")) return TEST_SKIP_ALL(8, "no CUDA device");
         fprintf(stderr, "test_cuda: the cuda backend failed to start: %s\n", err.msg);
         return 1;
     }
@@ -370,6 +389,7 @@ int main(void) {
     RUN(same_seed_same_gpu_run);
     RUN(gpu_model_file_runs_on_the_cpu);
     RUN(too_large_a_batch_is_refused_with_one_that_fits);
+    RUN(a_device_that_is_not_there_is_refused);
     test_dir_remove();
     return TEST_SUMMARY();
 }

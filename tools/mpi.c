@@ -89,8 +89,14 @@ int par_init(int *argc, char ***argv) {
     MPI_Comm local;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local);
     MPI_Comm_size(local, &local_size);
-    MPI_Comm_free(&local);
 
+    /* One GPU per process on each machine (the CUDA backend reads it; the user's wins). */
+    int local_rank;
+    MPI_Comm_rank(local, &local_rank);
+    char device[16];
+    snprintf(device, sizeof device, "%d", local_rank);
+    setenv("CAPS_CUDA_DEVICE", device, 0);
+    MPI_Comm_free(&local);
     comm.rank = rank;
     comm.size = size;
     comm.sum_floats = sum_floats;

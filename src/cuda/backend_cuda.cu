@@ -274,6 +274,17 @@ static int cuda_create(caps_backend_state **out, const caps_dims *d, const size_
         caps_hint(err, "this machine has no NVIDIA GPU or no working driver; use --device cpu");
         return CAPS_ERR_ARG;
     }
+    /* CAPS_CUDA_DEVICE picks the GPU, 0 by default; `capsnet train` under mpirun sets it to
+     * the process's rank on its machine: one GPU per process. */
+    const char *pick = getenv("CAPS_CUDA_DEVICE");
+    int device = pick ? atoi(pick) : 0;
+    if (device < 0 || device >= devices)
+        return caps_fail(err, CAPS_ERR_ARG, "cuda: CAPS_CUDA_DEVICE=%s, but this machine has %d "
+                         "device%s (expected 0..%d)", pick, devices, devices == 1 ? "" : "s",
+                         devices - 1);
+    if ((ce = cudaSetDevice(device)) != cudaSuccess)
+        return caps_fail(err, CAPS_ERR_ARG, "cuda: cudaSetDevice(%d): %s", device,
+                         cudaGetErrorString(ce));
     /* Row counts of the products and capsule counts are ints (cuBLAS takes int sizes). */
     size_t widest = (size_t)d->S1 * d->S1;
     if ((size_t)d->G * d->G > widest) widest = (size_t)d->G * d->G;

@@ -66,6 +66,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t);
 cudaError_t cudaGetLastError(void);
 const char *cudaGetErrorString(cudaError_t);
 cudaError_t cudaGetDeviceCount(int *);
+cudaError_t cudaSetDevice(int);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 
 #endif

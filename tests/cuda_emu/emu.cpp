@@ -78,6 +78,9 @@ cudaError_t cudaGetDeviceCount(int *n) {
     return cudaSuccess;
 }
 
+/* The one emulated device. */
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+
 /* An H200's memory, so that the out-of-memory test asks for more than there is. */
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     *free_bytes = (size_t)140 << 30;
