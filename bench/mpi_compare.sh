@@ -15,7 +15,7 @@ images=${1:-3000}
 rounds=${2:-2}
 T=$(nproc)
 torch_py=${TORCH_PYTHON:-/usr/bin/python3}
-env -u MAKEFLAGS make -s MPI=1 BUILD=build-mpi build-mpi/capsnet
+env -u MAKEFLAGS make -s MPI=1 FIGURES=0 BUILD=build-mpi build-mpi/capsnet
 scripts/get-data.sh mnist data/mnist > /dev/null
 capsnet=build-mpi/capsnet
 work=$(mktemp -d /tmp/mpi-compare.XXXXXX)
