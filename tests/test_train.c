@@ -185,8 +185,7 @@ typedef struct {
     pthread_barrier_t barrier;
     int size;
     const void *bufs[GROUP_MAX];
-    float *fsum;
-    double dsum[8];
+    double *sum; /* [the model's parameter count] */
 } thread_group;
 
 typedef struct {
@@ -199,37 +198,36 @@ typedef struct {
     int nstarted;
 } thread_comm;
 
-static int group_sum_floats(caps_comm *c, float *buf, size_t count, caps_error *err) {
-    (void)err;
-    thread_group *g = ((thread_comm *)c->ctx)->g;
-    g->bufs[c->rank] = buf;
-    pthread_barrier_wait(&g->barrier);
-    if (c->rank == 0)
-        for (size_t i = 0; i < count; i++) {
-            float t = 0.0f;
-            for (int r = 0; r < g->size; r++) t += ((const float *)g->bufs[r])[i];
-            g->fsum[i] = t;
-        }
-    pthread_barrier_wait(&g->barrier);
-    memcpy(buf, g->fsum, count * sizeof(float));
-    pthread_barrier_wait(&g->barrier);
-    return CAPS_OK;
-}
-
-static int group_sum_doubles(caps_comm *c, double *buf, size_t count, caps_error *err) {
-    (void)err;
+/* Sums buf[count] (floats or doubles) over the group, rank 0 adding in rank order. */
+static void group_sum(caps_comm *c, void *buf, size_t count, int doubles) {
     thread_group *g = ((thread_comm *)c->ctx)->g;
     g->bufs[c->rank] = buf;
     pthread_barrier_wait(&g->barrier);
     if (c->rank == 0)
         for (size_t i = 0; i < count; i++) {
             double t = 0.0;
-            for (int r = 0; r < g->size; r++) t += ((const double *)g->bufs[r])[i];
-            g->dsum[i] = t;
+            for (int r = 0; r < g->size; r++)
+                t += doubles ? ((const double *)g->bufs[r])[i] : ((const float *)g->bufs[r])[i];
+            g->sum[i] = t;
         }
     pthread_barrier_wait(&g->barrier);
-    memcpy(buf, g->dsum, count * sizeof(double));
+    for (size_t i = 0; i < count; i++)
+        if (doubles)
+            ((double *)buf)[i] = g->sum[i];
+        else
+            ((float *)buf)[i] = (float)g->sum[i];
     pthread_barrier_wait(&g->barrier);
+}
+
+static int group_sum_floats(caps_comm *c, float *buf, size_t count, caps_error *err) {
+    (void)err;
+    group_sum(c, buf, count, 0);
+    return CAPS_OK;
+}
+
+static int group_sum_doubles(caps_comm *c, double *buf, size_t count, caps_error *err) {
+    (void)err;
+    group_sum(c, buf, count, 1);
     return CAPS_OK;
 }
 
@@ -318,11 +316,11 @@ static void run_group(rank_run *ranks, int size, const caps_dataset *ds, int ove
         capsnet_create(&rr->m, &c, (8 + size - 1) / size, NULL, &err);
         capsnet_init_weights(rr->m, 5);
     }
-    g.fsum = malloc(capsnet_num_params(ranks[0].m) * sizeof(float));
+    g.sum = malloc(capsnet_num_params(ranks[0].m) * sizeof(double));
     for (int r = 0; r < size; r++) pthread_create(&th[r], NULL, rank_main, &ranks[r]);
     for (int r = 0; r < size; r++) pthread_join(th[r], NULL);
     pthread_barrier_destroy(&g.barrier);
-    free(g.fsum);
+    free(g.sum);
 }
 
 /* The largest difference between the weights of a and b, relative to each tensor's largest

@@ -97,13 +97,9 @@ int par_init(int *argc, char ***argv) {
     snprintf(device, sizeof device, "%d", local_rank);
     setenv("CAPS_CUDA_DEVICE", device, 0);
     MPI_Comm_free(&local);
-    comm.rank = rank;
-    comm.size = size;
-    comm.sum_floats = sum_floats;
-    comm.sum_doubles = sum_doubles;
-    comm.start_sum_floats = start_sum_floats;
-    comm.progress = progress;
-    comm.wait_all = wait_all;
+    comm = (caps_comm){.rank = rank, .size = size, .sum_floats = sum_floats,
+                       .sum_doubles = sum_doubles, .start_sum_floats = start_sum_floats,
+                       .progress = progress, .wait_all = wait_all};
 #if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
     comm.device_buffers = MPIX_Query_cuda_support();
 #endif
