@@ -20,7 +20,8 @@ static const char test_usage[] =
     "per-class accuracy, loss (the decoder masked by the predicted class, as at test time)\n"
     "and the confusion matrix. --affine DEG,FRAC first rotates every test image by a random\n"
     "angle in [-DEG, DEG] and shifts it by up to FRAC of its size (the notebook's robustness\n"
-    "test is 30,0.1), the same draws for the same --seed.\n"
+    "test is 30,0.1), the same draws for the same --seed. --rotations 0,15,30,45,60 sweeps:\n"
+    "the accuracy with every image rotated by up to each angle in turn (paper, section 5.2).\n"
     "\n"
     "--per-image FILE writes every image's result at full precision: CSV with the header\n"
     "index,label,prediction,length_0,...; JSON lines (one object per image) when FILE ends\n"
@@ -135,9 +136,71 @@ static void write_per_image(FILE *f, const caps_eval *ev, const caps_dataset *ds
     }
 }
 
+/* --rotations D1,D2,...: the maximum angles of a sweep, 0..180 each, at most 64. */
+#define MAX_SWEEP 64
+static int parse_rotations(const char *spec, double *deg, int *n) {
+    *n = 0;
+    for (const char *p = spec; *p;) {
+        char *end;
+        double d = strtod(p, &end);
+        if (end == p || (*end && *end != ',') || !(d >= 0 && d <= 180) || *n == MAX_SWEEP)
+            return fail_usage("test", "--rotations %s: expected up to %d angles in degrees, "
+                              "0 to 180, separated by commas (e.g. 0,15,30,45,60)", spec,
+                              MAX_SWEEP);
+        deg[(*n)++] = d;
+        p = *end ? end + 1 : end;
+    }
+    return *n ? 0 : fail_usage("test", "--rotations: no angle given");
+}
+
+/* The rotation sweep: accuracy on the test images each rotated by a random angle within
+ * [-D, D] (no shift), for every D; the same draws for the same --seed. A table, or one JSON
+ * object with {"max_degrees", "accuracy", "correct", "total"} per angle. */
+static int rotation_sweep(capsnet *m, const caps_dataset *test, int limit, float recon_weight,
+                          const double *deg, int n, uint64_t seed, int json, const char *model,
+                          const char *data) {
+    if (json) {
+        printf("{\"model\": ");
+        json_string(stdout, model);
+        printf(", \"data\": ");
+        json_string(stdout, data);
+        printf(", \"seed\": %llu, \"rotations\": [", (unsigned long long)seed);
+    } else {
+        printf("%s on %s: accuracy on test images rotated by up to +-D degrees (seed %llu)\n"
+               "%8s  %9s  %s\n", model, data, (unsigned long long)seed, "D", "accuracy",
+               "correct");
+    }
+    for (int k = 0; k < n; k++) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "%g,0", deg[k]);
+        caps_affine affine;
+        caps_error err;
+        caps_eval ev;
+        char what[48];
+        snprintf(what, sizeof what, "rotation %g", deg[k]);
+        progress_ctx pc = {what, !isatty(STDERR_FILENO), 1, 0, 0.0, 0};
+        if (caps_affine_parse(&affine, spec, seed, &err) ||
+            caps_evaluate(m, test, limit, recon_weight, &affine, &ev, on_progress, &pc, &err)) {
+            print_error(&err);
+            return EXIT_FAILURE;
+        }
+        clear_live_line(&pc);
+        double acc = ev.total ? (double)ev.correct / ev.total : 0.0;
+        if (json)
+            printf("%s{\"max_degrees\": %g, \"accuracy\": %.6f, \"correct\": %d, \"total\": %d}",
+                   k ? ", " : "", deg[k], acc, ev.correct, ev.total);
+        else
+            printf("%8g  %8.2f%%  %d/%d\n", deg[k], 100.0 * acc, ev.correct, ev.total);
+        fflush(stdout);
+        caps_eval_free(&ev);
+    }
+    if (json) printf("]}\n");
+    return EXIT_SUCCESS;
+}
+
 int cmd_test(int argc, char **argv) {
     const char *model = NULL, *data = "data/mnist", *aff = NULL, *device = "cpu";
-    const char *per_image = NULL;
+    const char *per_image = NULL, *rotations = NULL;
     int json = 0, limit = 0, batch = 100, threads = 0, tf32 = 0;
     uint64_t seed = 1;
     option opts[] = {
@@ -149,6 +212,8 @@ int cmd_test(int argc, char **argv) {
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "the first N test images only", 0},
         {"batch", OPT_INT, &batch, 1, 4096, "B", "images per forward pass (100)", 0},
         {"affine", OPT_STRING, &aff, 0, 0, "DEG,FRAC", "rotate and shift every image first", 0},
+        {"rotations", OPT_STRING, &rotations, 0, 0, "D,D,..",
+         "a sweep: accuracy rotated by up to each D degrees", 0},
         {"seed", OPT_U64, &seed, 0, 0, "S", "seed of the affine draws (1)", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
         DEVICE_OPTIONS(device, tf32),
@@ -158,6 +223,11 @@ int cmd_test(int argc, char **argv) {
     int rc = parse_command("test", test_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!model) return fail_usage("test", "--model is required");
+    double sweep[MAX_SWEEP];
+    int nsweep = 0;
+    if (rotations && (aff || per_image))
+        return fail_usage("test", "--rotations excludes --affine and --per-image");
+    if (rotations && (rc = parse_rotations(rotations, sweep, &nsweep))) return rc;
     caps_options opt;
     if ((rc = device_options(&opt, "test", device, tf32))) return rc;
     caps_affine affine;
@@ -179,6 +249,11 @@ int cmd_test(int argc, char **argv) {
     int status = EXIT_FAILURE;
     if (caps_dataset_load(&test, data, 0, capsnet_config(m)->num_classes, &err)) {
         print_error(&err);
+        goto done;
+    }
+    if (rotations) {
+        status = rotation_sweep(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f,
+                                sweep, nsweep, seed, json, model, data);
         goto done;
     }
     /* Opened before the evaluation, so that an unwritable path fails at once. */

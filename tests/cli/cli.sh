@@ -86,6 +86,17 @@ check "per-image jsonl line" 0 '^\{"index": 299, "label": [0-9], "prediction": [
     tail -n 1 "$work/per_image.jsonl"
 check "per-image unwritable" 1 "nodir/p.csv" -- "$capsnet" test --model "$model" --data "$data" \
     --limit 10 --per-image "$work/nodir/p.csv"
+# The rotation sweep: each row is `test --affine D,0` of the same seed; D = 0 is plain test.
+sweep=$("$capsnet" test --model "$model" --data "$data" --limit 300 --rotations 0,30 --seed 4)
+row() { printf '%s\n' "$sweep" | awk -v d="$1" '$1 == d { print $3 }'; }
+plain=$("$capsnet" test --model "$model" --data "$data" --limit 300 | sed -nE 's/^accuracy [0-9.]+% \(([0-9]+) \/ ([0-9]+)\).*/\1\/\2/p')
+rot=$("$capsnet" test --model "$model" --data "$data" --limit 300 --affine 30,0 --seed 4 | sed -nE 's/^accuracy [0-9.]+% \(([0-9]+) \/ ([0-9]+)\).*/\1\/\2/p')
+assert "rotation sweep at 0 is the plain test ($(row 0) = $plain)" [ "$(row 0)" = "${plain:-none}" ]
+assert "rotation sweep at 30 is --affine 30,0 ($(row 30) = $rot)" [ "$(row 30)" = "${rot:-none}" ]
+check "rotation sweep json" 0 '"rotations": \[\{"max_degrees": 0, .*\{"max_degrees": 45, "accuracy": [0-9.]+, "correct": [0-9]+, "total": 300\}\]\}' \
+    -- "$capsnet" test --model "$model" --data "$data" --limit 300 --rotations 0,45 --json
+check "rotation sweep, bad angle" 2 "--rotations 10,200: expected" -- "$capsnet" test \
+    --model "$model" --rotations 10,200
 for i in 0 1 2; do pgm_from_idx "$data/t10k-images-idx3-ubyte.gz" $i "$work/digit$i.pgm"; done
 # The first digit as an 8-bit gray PNG too (Python's zlib; PGM where there is no Python).
 first="$work/digit0.pgm"
