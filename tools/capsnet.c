@@ -9,6 +9,7 @@
  *   capsnet export   the weights as safetensors, the network as ONNX
  *   capsnet bench    training and inference speed, per layer
  *   capsnet data     check a data set: layout, images per class, size, problems
+ *   capsnet multimnist preview  the two-digit pairs of the paper's section 6, as a PNG
  *   capsnet reconstruct, perturb, show, report: figures (PNG) and an HTML report
  *   capsnet serve    the capsule explorer, a local web page
  *
@@ -37,6 +38,7 @@ static const char main_usage[] =
     "  export    a model for PyTorch and ONNX users (safetensors, ONNX)\n"
     "  bench     measure training and inference speed on this machine\n"
     "  data      check a data set (IDX, image folders, CIFAR-10): classes, sizes, problems\n"
+    "  multimnist preview  the overlapping digit pairs of the paper's section 6 (PNG)\n"
     "\n"
     "Pictures (PNG files, and an HTML report):\n"
     "  reconstruct  test images and the decoder's reconstructions\n"
@@ -57,6 +59,7 @@ static int run_command(const char *cmd, int argc, char **argv) {
     if (strcmp(cmd, "export") == 0) return cmd_export(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "data") == 0) return cmd_data(argc - 1, argv + 1);
+    if (strcmp(cmd, "multimnist") == 0) return cmd_multimnist(argc - 1, argv + 1);
     if (strcmp(cmd, "reconstruct") == 0) return cmd_reconstruct(argc - 1, argv + 1);
     if (strcmp(cmd, "perturb") == 0) return cmd_perturb(argc - 1, argv + 1);
     if (strcmp(cmd, "show") == 0) return cmd_show(argc - 1, argv + 1);

@@ -93,5 +93,6 @@ int cmd_show(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_multimnist(int argc, char **argv);
 
 #endif /* CAPS_CLI_H */
