@@ -29,6 +29,7 @@
 static const char data_usage[] =
     "Usage: capsnet data --check DIR [--json] [--classes N]\n"
     "       capsnet data --make-affnist OUT [--data DIR] [--size 40] [--seed S] [--limit N]\n"
+    "       capsnet data --make-subset OUT --per-class N [--data DIR]\n"
     "\n"
     "Checks that DIR holds a data set capsnet train and test can read, in any of the three\n"
     "layouts capsnet reads:\n"
@@ -48,6 +49,10 @@ static const char data_usage[] =
     "x and y, and placed at random, whole, on a SIZE x SIZE canvas; the same set for the same\n"
     "--seed. Score a model trained with --canvas 40 --shift 6 on it:\n"
     "capsnet test --model M --data OUT.\n"
+    "\n"
+    "--make-subset OUT --per-class N writes a small training set (the paper's claim that\n"
+    "capsules need fewer examples): the first N training images of every class of DIR, in\n"
+    "order, and DIR's whole test split, as MNIST's files in OUT; train on it with --data OUT.\n"
     "\n"
     "Options:\n";
 
@@ -202,15 +207,53 @@ static int data_join(char *out, size_t n, const char *dir, const char *name) {
     return k < 0 || (size_t)k >= n ? fail_runtime("%s: path too long", dir) : 0;
 }
 
+/* Writes ds into the folder out (created if needed) as MNIST's files of a split: prefix
+ * "train" or "t10k", -images-idx3-ubyte.gz and -labels-idx1-ubyte.gz, and class-names.txt
+ * when ds names its classes. */
+static int write_split(const char *out, const char *prefix, const caps_dataset *ds) {
+    char images_path[4200], labels_path[4200], names_path[4200], name[64];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", prefix);
+    if (data_join(images_path, sizeof images_path, out, name)) return EXIT_FAILURE;
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", prefix);
+    if (data_join(labels_path, sizeof labels_path, out, name) ||
+        data_join(names_path, sizeof names_path, out, "class-names.txt"))
+        return EXIT_FAILURE;
+    struct stat st;
+    if (mkdir(out, 0755) != 0 &&
+        !(errno == EEXIST && stat(out, &st) == 0 && S_ISDIR(st.st_mode)))
+        return fail_runtime("%s: cannot create the folder (%s)", out,
+                            errno == EEXIST ? "a file has that name" : strerror(errno));
+    caps_error err;
+    uint32_t n = (uint32_t)ds->count, h = (uint32_t)ds->rows, w = (uint32_t)ds->cols;
+    uint32_t C = (uint32_t)ds->channels, dims1[3] = {n, h, w}, dims3[4] = {n, C, h, w};
+    size_t bytes = (size_t)ds->count * ds->channels * ds->rows * ds->cols;
+    if (write_idx_gz(images_path, C == 1 ? IDX_MAGIC_IMAGES : IDX_MAGIC_IMAGES_NCHW,
+                     C == 1 ? dims1 : dims3, C == 1 ? 3 : 4, ds->images, bytes, &err) ||
+        write_idx_gz(labels_path, IDX_MAGIC_LABELS, &n, 1, ds->labels, (size_t)ds->count,
+                     &err)) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    if (ds->num_names > 0) { /* CIFAR-10's or an image folder's names go with the set */
+        size_t len = 1;
+        for (int j = 0; j < ds->num_names; j++) len += strlen(ds->class_names[j]) + 1;
+        char *text = malloc(len), *p = text;
+        if (!text) return fail_runtime("out of memory");
+        for (int j = 0; j < ds->num_names; j++) p += sprintf(p, "%s\n", ds->class_names[j]);
+        int rc = caps_write_text_atomic(names_path, text, &err);
+        free(text);
+        if (rc) {
+            print_error(&err);
+            return EXIT_FAILURE;
+        }
+    }
+    return EXIT_SUCCESS;
+}
+
 /* The affNIST-like test set of data's test split, written into the folder out as MNIST's
  * test files (and class-names.txt when the data names its classes). */
 static int data_make_affnist(const char *out, const char *data, int size, uint64_t seed,
                              int limit) {
-    char images_path[4200], labels_path[4200], names_path[4200];
-    if (data_join(images_path, sizeof images_path, out, "t10k-images-idx3-ubyte.gz") ||
-        data_join(labels_path, sizeof labels_path, out, "t10k-labels-idx1-ubyte.gz") ||
-        data_join(names_path, sizeof names_path, out, "class-names.txt"))
-        return EXIT_FAILURE;
     caps_error err;
     caps_dataset src = {0}, aff = {0};
     if (caps_dataset_load(&src, data, 0, CAPS_DATA_MAX_CLASSES, &err)) {
@@ -231,44 +274,11 @@ static int data_make_affnist(const char *out, const char *data, int size, uint64
         print_error(&err);
         goto done;
     }
-    struct stat st;
-    if (mkdir(out, 0755) != 0 &&
-        !(errno == EEXIST && stat(out, &st) == 0 && S_ISDIR(st.st_mode))) {
-        fail_runtime("%s: cannot create the folder (%s)", out,
-                     errno == EEXIST ? "a file has that name" : strerror(errno));
-        goto done;
-    }
-    uint32_t n = (uint32_t)aff.count, s = (uint32_t)size, C = (uint32_t)aff.channels;
-    uint32_t dims1[3] = {n, s, s}, dims3[4] = {n, C, s, s};
-    size_t bytes = (size_t)aff.count * aff.channels * size * size;
-    if (write_idx_gz(images_path, C == 1 ? IDX_MAGIC_IMAGES : IDX_MAGIC_IMAGES_NCHW,
-                     C == 1 ? dims1 : dims3, C == 1 ? 3 : 4, aff.images, bytes, &err) ||
-        write_idx_gz(labels_path, IDX_MAGIC_LABELS, &n, 1, aff.labels, (size_t)aff.count,
-                     &err)) {
-        print_error(&err);
-        goto done;
-    }
-    if (aff.num_names > 0) { /* CIFAR-10's or an image folder's names go with the set */
-        size_t len = 1;
-        for (int j = 0; j < aff.num_names; j++) len += strlen(aff.class_names[j]) + 1;
-        char *text = malloc(len), *p = text;
-        if (!text) {
-            fail_runtime("out of memory");
-            goto done;
-        }
-        for (int j = 0; j < aff.num_names; j++) p += sprintf(p, "%s\n", aff.class_names[j]);
-        int rc = caps_write_text_atomic(names_path, text, &err);
-        free(text);
-        if (rc) {
-            print_error(&err);
-            goto done;
-        }
-    }
-    printf("wrote %s and %s%s: %d affNIST-like test images (%d of %s's %d), %dx%d, %d "
-           "channel%s, seed %llu, in %.1f s\n",
-           images_path, labels_path, aff.num_names > 0 ? " (and class-names.txt)" : "",
-           aff.count, aff.count, data, total, size, size, aff.channels,
-           aff.channels == 1 ? "" : "s", (unsigned long long)seed, caps_seconds() - t0);
+    if (write_split(out, "t10k", &aff)) goto done;
+    printf("wrote %s: %d affNIST-like test images (%d of %s's %d), %dx%d, %d channel%s, "
+           "seed %llu, in %.1f s\n", out, aff.count, aff.count, data, total, size, size,
+           aff.channels, aff.channels == 1 ? "" : "s", (unsigned long long)seed,
+           caps_seconds() - t0);
     status = EXIT_SUCCESS;
 done:
     caps_dataset_free(&aff);
@@ -276,11 +286,52 @@ done:
     return status;
 }
 
+/* A small training set, as the paper's claim about learning from fewer examples is tested:
+ * the first per_class images of every class of data's training split, in their order (10 a
+ * class: MNIST's first 100 such digits), and the whole test split, into the folder out. */
+static int data_make_subset(const char *out, const char *data, int per_class) {
+    caps_error err;
+    caps_dataset train = {0}, test = {0};
+    int status = EXIT_FAILURE;
+    if (caps_dataset_load(&train, data, 1, CAPS_DATA_MAX_CLASSES, &err) ||
+        caps_dataset_load(&test, data, 0, CAPS_DATA_MAX_CLASSES, &err)) {
+        print_error(&err);
+        goto done;
+    }
+    int have[CAPS_DATA_MAX_CLASSES] = {0}, taken[CAPS_DATA_MAX_CLASSES] = {0}, kept = 0;
+    for (int i = 0; i < train.count; i++) have[train.labels[i]]++;
+    for (int k = 0; k < CAPS_DATA_MAX_CLASSES; k++)
+        if (have[k] > 0 && have[k] < per_class) {
+            fail_runtime("%s: class %d has %d training images, fewer than --per-class %d", data,
+                         k, have[k], per_class);
+            goto done;
+        }
+    size_t bytes = (size_t)train.channels * train.rows * train.cols;
+    for (int i = 0; i < train.count; i++) { /* compacted in place, in order */
+        int k = train.labels[i];
+        if (taken[k] == per_class) continue;
+        taken[k]++;
+        memmove(train.images + (size_t)kept * bytes, train.images + (size_t)i * bytes, bytes);
+        train.labels[kept++] = (uint8_t)k;
+    }
+    int total = train.count;
+    train.count = kept;
+    if (write_split(out, "train", &train) || write_split(out, "t10k", &test)) goto done;
+    printf("wrote %s: %d training images (the first %d of each class of %s's %d), %d test "
+           "images\n", out, kept, per_class, data, total, test.count);
+    status = EXIT_SUCCESS;
+done:
+    caps_dataset_free(&train);
+    caps_dataset_free(&test);
+    return status;
+}
+
 /* ------------------------------------------------------------------------ main */
 
 int cmd_data(int argc, char **argv) {
-    const char *check = NULL, *make_affnist = NULL, *data = "data/mnist";
+    const char *check = NULL, *make_affnist = NULL, *make_subset = NULL, *data = "data/mnist";
     int json = 0, classes = DATA_MAX_CLASSES, size = AFFNIST_DEFAULT_SIZE, limit = 0;
+    int per_class = 0;
     uint64_t seed = 1;
     option opts[] = {
         {"check", OPT_STRING, &check, 0, 0, "DIR", "the data folder to check", 0},
@@ -294,19 +345,33 @@ int cmd_data(int argc, char **argv) {
         {"size", OPT_INT, &size, 1, AFFNIST_MAX_SIZE, "S", "--make-affnist: canvas side (40)", 0},
         {"seed", OPT_U64, &seed, 0, 0, "S", "--make-affnist: seed of the transforms (1)", 0},
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "--make-affnist: the first N test images", 0},
+        {"make-subset", OPT_STRING, &make_subset, 0, 0, "OUT",
+         "write a small training set (--per-class) and the test set into OUT", 0},
+        {"per-class", OPT_INT, &per_class, 1, INT_MAX, "N",
+         "--make-subset: the first N training images of each class", 0},
     };
     int nopts = (int)(sizeof opts / sizeof opts[0]), npos, done;
     char *pos[1];
     int rc = parse_command("data", data_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
-    if (check && make_affnist)
-        return fail_usage("data", "--check and --make-affnist exclude each other");
+    if (!!check + !!make_affnist + !!make_subset > 1)
+        return fail_usage("data", "--check, --make-affnist and --make-subset exclude each other");
+    if (make_subset) {
+        if (!per_class) return fail_usage("data", "--make-subset needs --per-class N");
+        const char *not_here[] = {"json", "classes", "size", "seed", "limit"};
+        for (int k = 0; k < 5; k++)
+            if (find_option(opts, nopts, not_here[k])->given)
+                return fail_usage("data", "--%s does not go with --make-subset", not_here[k]);
+        return data_make_subset(make_subset, data, per_class);
+    }
+    if (per_class) return fail_usage("data", "--per-class goes with --make-subset");
     if (make_affnist) {
         if (json || find_option(opts, nopts, "classes")->given)
             return fail_usage("data", "--json and --classes go with --check");
         return data_make_affnist(make_affnist, data, size, seed, limit);
     }
-    if (!check) return fail_usage("data", "--check DIR is required (or --make-affnist OUT)");
+    if (!check)
+        return fail_usage("data", "--check DIR is required (or --make-affnist OUT, --make-subset OUT)");
     const char *affnist_only[] = {"data", "size", "seed", "limit"};
     for (int k = 0; k < 4; k++)
         if (find_option(opts, nopts, affnist_only[k])->given)
