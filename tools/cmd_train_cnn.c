@@ -165,16 +165,21 @@ static int check_resume(const cnn_train_args *a, const caps_train_state *st,
         if (find_option(a->opts, a->nopts, same[k].flag)->given && same[k].now != same[k].saved)
             return fail_usage("train", "--%s %g differs from the run saved in %s (%g)",
                               same[k].flag, same[k].now, a->out, same[k].saved);
-    if (a->arch && strcmp(a->arch, cnn_arch_name(fcfg)) != 0)
-        return fail_usage("train", "--arch %s differs from the model saved in %s (%s)", a->arch,
-                          a->out, cnn_arch_name(fcfg));
-    if (a->cnn_spec) {
+    /* --arch and --cnn-config, when given, must name the file's configuration. */
+    if (a->arch || a->cnn_spec) {
         caps_cnn_config want = *fcfg;
-        int rc = apply_cnn_config(&want, a->cnn_spec);
+        if (a->arch && strcmp(a->arch, "cnn-small") == 0)
+            cnn_config_small(&want, fcfg->image_size, fcfg->in_channels, fcfg->num_classes);
+        else if (a->arch)
+            caps_cnn_config_paper(&want, fcfg->image_size, fcfg->in_channels,
+                                  fcfg->num_classes);
+        int rc = a->cnn_spec ? apply_cnn_config(&want, a->cnn_spec) : 0;
         if (rc) return rc;
         if (!same_config(&want, fcfg))
-            return fail_usage("train", "--cnn-config %s differs from the model saved in %s",
-                              a->cnn_spec, a->out);
+            return fail_usage("train", "--arch %s%s%s differs from the model saved in %s (%s)",
+                              a->arch ? a->arch : cnn_arch_name(fcfg),
+                              a->cnn_spec ? " --cnn-config " : "", a->cnn_spec ? a->cnn_spec : "",
+                              a->out, cnn_arch_name(fcfg));
     }
     return 0;
 }
