@@ -270,7 +270,7 @@ int train_cnn(const cnn_train_args *a) {
     fprintf(stderr,
             "capsnet: training on %s: %d images (%d test), %dx%d, %d classes\n"
             "capsnet: baseline CNN %s (conv %d/%d/%d %dx%d, fc %d/%d, dropout %g): %zu "
-            "parameters, %.2f GFLOP forward an image, batch %d, lr %g (x%g per epoch), "
+            "parameters, %.3g GFLOP forward an image, batch %d, lr %g (x%g per epoch), "
             "%d threads, %s\n",
             data, n_train, n_test, c->image_size, c->image_size, c->num_classes,
             cnn_arch_name(c), c->conv1_channels, c->conv2_channels, c->conv3_channels,

@@ -9,7 +9,7 @@ set -u
 capsnet=${1:-./capsnet}
 data=${CAPS_DATA:-data/mnist}
 tiny="--arch cnn --cnn-config conv1_channels=8,conv2_channels=8,conv3_channels=4,fc1=32,fc2=16"
-run="--data $data --limit 500 --test-limit 200 --batch 25 --epochs 2 --seed 3 --lr 0.003 $tiny --quiet"
+run="--data $data --limit 500 --test-limit 200 --batch 25 --epochs 2 --seed 3 --lr 0.003 --threads 1 $tiny --quiet"
 cnn="$work/tiny.cnn"
 
 check "train --arch cnn" 0 "test accuracy [0-9.]+% after 2 epochs \(baseline CNN cnn-custom\)" -- \
@@ -65,6 +65,11 @@ check "capsule-only flags refused for the CNN" 2 "--routing is for the capsule n
 check "info --compare refuses a capsule file against a CNN" 1 "another network" -- \
     "$capsnet" info --model "$cnn" --compare "$caps"
 
+check "bench --arch cnn" 0 "^training: +[0-9.]+ images/s" -- "$capsnet" bench $tiny --threads 1 \
+    --batch 10 --seconds 0.1
+check "bench --arch cnn --json" 0 '"arch": "cnn-custom", "parameters": 103702' -- \
+    "$capsnet" bench $tiny --threads 1 --batch 10 --seconds 0.1 --json
+
 # a damaged CNN file is refused naming it
 cp "$cnn" "$work/bad.cnn"
 printf 'X' | dd of="$work/bad.cnn" bs=1 seek=300 conv=notrunc 2>/dev/null
@@ -73,9 +78,9 @@ check "a damaged CNN file is refused" 1 "bad.cnn: checksum mismatch" -- \
 
 # SIGINT mid-epoch, then --resume: the same bits as the straight run
 stopped=0
-for wait in 0.5 0.3 0.7 0.2 0.9; do
+for wait in 0.6 0.4 0.9 0.3 1.2; do
     rm -f "$work/stop.cnn" "$work/stop.csv"
-    "$capsnet" train $run --limit 3000 --out "$work/stop.cnn" > "$work/stop.out" 2>&1 &
+    "$capsnet" train $run --limit 1500 --out "$work/stop.cnn" > "$work/stop.out" 2>&1 &
     pid=$!
     sleep "$wait"
     kill -INT "$pid" 2>/dev/null
@@ -87,8 +92,8 @@ for wait in 0.5 0.3 0.7 0.2 0.9; do
 done
 assert "SIGINT stops the CNN mid-epoch with status 130" [ "$stopped" -eq 1 ]
 check "the message says how to resume" 0 "resume with: capsnet train --resume --out $work/stop.cnn" -- cat "$work/stop.out"
-check "resume" 0 "" -- "$capsnet" train $run --limit 3000 --out "$work/stop.cnn" --resume
-check "straight run" 0 "" -- "$capsnet" train $run --limit 3000 --out "$work/straight.cnn"
+check "resume" 0 "" -- "$capsnet" train $run --limit 1500 --out "$work/stop.cnn" --resume
+check "straight run" 0 "" -- "$capsnet" train $run --limit 1500 --out "$work/straight.cnn"
 n=$("$capsnet" info --model "$work/straight.cnn" | sed -nE 's/^parameters ([0-9]+).*/\1/p')
 check "resumed run bit-identical to the straight one" 0 "" -- \
     cmp -i 184 -n $((12 * n)) "$work/straight.cnn" "$work/stop.cnn"
