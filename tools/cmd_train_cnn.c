@@ -7,7 +7,7 @@
  * the CPU.
  *
  * The configurations: cnn is the paper's (conv 256, 256, 128, 5x5, fc 328, 192: 35.4M
- * parameters and 3.93 GFLOP a forward pass on MNIST, ten times the capsule network's 0.40);
+ * parameters and 3.93 GFLOP a forward pass on MNIST, ten times the capsule network's 0.41);
  * cnn-small has convolutions of 80, 80 and 40 channels (10.6M parameters, 0.40 GFLOP), a
  * CNN of about the capsule network's cost; --cnn-config changes fields of either.
  */
