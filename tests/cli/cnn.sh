@@ -48,6 +48,10 @@ msg="a baseline CNN model \(capsnet train --arch cnn\), not a capsule network"
 check "reconstruct refuses a CNN" 1 "$msg" -- "$capsnet" reconstruct --model "$cnn" --data "$data" --out "$work/r.png"
 check "perturb refuses a CNN" 1 "$msg" -- "$capsnet" perturb --model "$cnn" --data "$data" --out "$work/p.png"
 check "export refuses a CNN" 1 "$msg" -- "$capsnet" export --model "$cnn" --format onnx --out "$work/x.onnx"
+if "$capsnet" report --help > /dev/null 2>&1; then # a build with FIGURES
+    check "report refuses a CNN" 1 "$msg" -- "$capsnet" report --model "$cnn" --data "$data" --out "$work/rep"
+    check "serve refuses a CNN" 1 "$msg" -- "$capsnet" serve --model "$cnn" --data "$data" --port 0
+fi
 check "test --device cuda refuses a CNN" 2 "runs on the CPU only" -- \
     "$capsnet" test --model "$cnn" --data "$data" --device cuda
 caps="$work/tiny.caps"
