@@ -409,6 +409,50 @@ void caps_affine_image(float *out, const float *in, int C, int H, int W, float d
 void caps_make_batch_affine(float *x, int *labels, const caps_dataset *ds, const int *idx,
                             int B, const caps_affine *affine);
 
+/* The paper's affNIST experiment (section 5.2, src/affnist.c): train on MNIST placed at random
+ * on a 40x40 canvas (caps_dataset_pad, then training's random shifts of up to 6 pixels), test
+ * on MNIST test digits each with a random small affine transform (caps_dataset_affnist). */
+
+/* Places every image of ds at the centre of a size x size black canvas (channels kept; an odd
+ * margin puts the extra pixel right and below): ds's images are replaced, rows = cols = size.
+ * CAPS_ERR_ARG when size is below the images' height or width (ds unchanged). */
+int caps_dataset_pad(caps_dataset *ds, int size, caps_error *err);
+
+/* The ranges of an affNIST-like transform, each drawn uniformly. */
+#define CAPS_AFFNIST_MAX_ROTATION 20.0 /* degrees either way */
+#define CAPS_AFFNIST_MAX_SHEAR 45.0    /* degrees either way: x' = x + tan(shear) y */
+#define CAPS_AFFNIST_SCALE_MIN 0.8     /* per axis */
+#define CAPS_AFFNIST_SCALE_MAX 1.2
+
+/* One image's transform: q = (tx, ty) + R(rotation) Sh(shear) diag(scale_x, scale_y) (p - c)
+ * maps a source pixel p to the canvas, c the source image's centre ((W-1)/2, (H-1)/2),
+ * R = [cos -sin; sin cos] (positive: clockwise on screen, as caps_affine_image), Sh = [1
+ * tan(shear); 0 1]; x right, y down, in pixels. */
+typedef struct {
+    float rotation;         /* degrees */
+    float shear;            /* degrees */
+    float scale_x, scale_y; /* factors */
+    float tx, ty;           /* where the source centre lands on the canvas */
+} caps_affnist_transform;
+
+/* The transform of image k (image [C][H][W]) on a size x size canvas (size >= H, W), from
+ * (seed, k) only: rotation, shear and scales uniform in the ranges above, redrawn while the
+ * digit's ink (grown by the pixel bilinear sampling reaches) is wider or taller than the
+ * canvas, then (tx, ty) uniform over the placements that keep all of it on the canvas.
+ * Returns the draws it took (1 mostly), or 0 when none of 100 fitted and the digit is placed
+ * untransformed. */
+int caps_affnist_draw(caps_affnist_transform *t, uint64_t seed, int k, const uint8_t *image,
+                      int C, int H, int W, int size);
+/* out [C][size][size] = image [C][H][W] transformed by t: each canvas pixel samples the image
+ * bilinearly at the inverse map of its position (0 outside the image), rounded to a byte. */
+void caps_affnist_image(uint8_t *out, int size, const uint8_t *image, int C, int H, int W,
+                        const caps_affnist_transform *t);
+/* An affNIST-like data set: every image of src transformed and placed by caps_affnist_draw
+ * (seed, its index) on a size x size canvas; labels, channels and class names as src's. out
+ * is zeroed first; free it with caps_dataset_free. CAPS_ERR_ARG for a size below the images'. */
+int caps_dataset_affnist(caps_dataset *out, const caps_dataset *src, int size, uint64_t seed,
+                         caps_error *err);
+
 /* ------------------------------------------------------------------------ training */
 
 /* Everything about a training run that a model file keeps, so that --resume continues it. */

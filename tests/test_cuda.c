@@ -14,6 +14,9 @@
  * - A model trained on the GPU, saved, tests on the CPU to the same predictions; resumed
  *   on the CPU it continues the run.
  * - A batch too large for the GPU is refused at create with the largest that fits.
+ * - CAPS_CUDA_DEVICE picks the GPU; one that is not there is refused.
+ * - Data-parallel sums through host memory (an MPI that is not CUDA-aware) reach the GPU's
+ *   gradients, bucket by bucket or all at once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -350,6 +353,70 @@ TEST(too_large_a_batch_is_refused_with_one_that_fits) {
     capsnet_free(m);
 }
 
+/* Data-parallel training on a GPU with sums that take host memory only (an MPI that is not
+ * CUDA-aware): train.c copies each bucket of gradients out, sums it, and writes it back. A
+ * one-process "sum" that negates the gradients makes the copies visible: the first Adam step
+ * must then go exactly the other way from a plain step, with and without buckets. */
+static int negate_floats(caps_comm *c, float *buf, size_t count, caps_error *err) {
+    (void)c, (void)err;
+    for (size_t i = 0; i < count; i++) buf[i] = -buf[i];
+    return CAPS_OK;
+}
+static int keep_doubles(caps_comm *c, double *buf, size_t count, caps_error *err) {
+    return (void)c, (void)buf, (void)count, (void)err, CAPS_OK;
+}
+static struct {
+    float *buf[16];
+    size_t count[16];
+    int n;
+} started;
+static int negate_later(caps_comm *c, float *buf, size_t count, caps_error *err) {
+    (void)c, (void)err;
+    started.buf[started.n] = buf;
+    started.count[started.n++] = count;
+    return CAPS_OK;
+}
+static int negate_started(caps_comm *c, caps_error *err) {
+    for (int k = 0; k < started.n; k++) negate_floats(c, started.buf[k], started.count[k], err);
+    started.n = 0;
+    return CAPS_OK;
+}
+static int stop_after_one(const caps_progress *p, void *ctx) { return (void)ctx, p->batch >= 1; }
+
+TEST(gradient_sums_through_the_host) {
+    caps_config c = tiny_config(3);
+    caps_dataset ds = synthetic(40, 24);
+    caps_error err;
+    for (int overlap = 0; overlap < 2; overlap++) {
+        capsnet *plain = make(&c, 8, &gpu_opt), *summed = make(&c, 8, &gpu_opt);
+        if (!plain || !summed) break;
+        capsnet_init_weights(plain, 6);
+        capsnet_init_weights(summed, 6);
+        float *p0 = test_arena(plain, CAPS_PARAMS);
+        caps_train_state s0 = tiny_state(), s1 = tiny_state();
+        caps_epoch_stats es;
+        caps_comm comm = {.rank = 0, .size = 1, .sum_floats = negate_floats,
+                          .sum_doubles = keep_doubles};
+        if (overlap) comm.start_sum_floats = negate_later, comm.wait_all = negate_started;
+        caps_train_epoch(plain, &s0, &ds, &es, stop_after_one, NULL, &err);
+        EXPECT(caps_train_epoch_comm(summed, &s1, &ds, &comm, &es, stop_after_one, NULL, &err) ==
+                   CAPS_OK, "%s", err.msg);
+        float *pa = test_arena(plain, CAPS_PARAMS), *pb = test_arena(summed, CAPS_PARAMS);
+        size_t n = capsnet_num_params(plain), opposite = 0, moved = 0;
+        for (size_t i = 0; i < n; i++) {
+            float da = pa[i] - p0[i], db = pb[i] - p0[i];
+            if (da != 0.0f) moved++;
+            if (da != 0.0f && test_close(db, -da, 1e-3, 1e-9)) opposite++;
+        }
+        EXPECT(moved > n / 2 && opposite == moved,
+               "overlap %d: %zu of %zu moved weights stepped the other way (%zu moved)", overlap,
+               opposite, moved, moved);
+        free(p0), free(pa), free(pb);
+        capsnet_free(plain), capsnet_free(summed);
+    }
+    caps_dataset_free(&ds);
+}
+
 /* CAPS_CUDA_DEVICE (set per process under mpirun) picks the GPU; one that is not there is
  * refused, naming it and the devices there are. */
 TEST(a_device_that_is_not_there_is_refused) {
@@ -375,8 +442,8 @@ int main(void) {
     capsnet *probe = NULL;
     caps_error err;
     if (capsnet_create(&probe, &c, 1, &gpu_opt, &err) != CAPS_OK) {
-        if (strstr(err.msg, "unknown backend")) return TEST_SKIP_ALL(8, "built without CUDA");
-        if (strstr(err.msg, "no CUDA device")) return TEST_SKIP_ALL(8, "no CUDA device");
+        if (strstr(err.msg, "unknown backend")) return TEST_SKIP_ALL(9, "built without CUDA");
+        if (strstr(err.msg, "no CUDA device")) return TEST_SKIP_ALL(9, "no CUDA device");
         fprintf(stderr, "test_cuda: the cuda backend failed to start: %s\n", err.msg);
         return 1;
     }
@@ -390,6 +457,7 @@ int main(void) {
     RUN(gpu_model_file_runs_on_the_cpu);
     RUN(too_large_a_batch_is_refused_with_one_that_fits);
     RUN(a_device_that_is_not_there_is_refused);
+    RUN(gradient_sums_through_the_host);
     test_dir_remove();
     return TEST_SUMMARY();
 }

@@ -8,7 +8,8 @@
  *   capsnet info     what a model file holds
  *   capsnet export   the weights as safetensors, the network as ONNX
  *   capsnet bench    training and inference speed, per layer
- *   capsnet data     check a data set: layout, images per class, size, problems
+ *   capsnet data     check a data set: layout, images per class, size, problems; or
+ *                    write the affNIST-like test set of the paper's section 5.2
  *   capsnet multimnist preview  the two-digit pairs of the paper's section 6, as a PNG
  *   capsnet reconstruct, perturb, show, report: figures (PNG) and an HTML report
  *   capsnet serve    the capsule explorer, a local web page
@@ -37,7 +38,8 @@ static const char main_usage[] =
     "  info      show what a model file holds\n"
     "  export    a model for PyTorch and ONNX users (safetensors, ONNX)\n"
     "  bench     measure training and inference speed on this machine\n"
-    "  data      check a data set (IDX, image folders, CIFAR-10): classes, sizes, problems\n"
+    "  data      check a data set (IDX, image folders, CIFAR-10): classes, sizes, problems;\n"
+    "            --make-affnist: write an affNIST-like test set (paper, section 5.2)\n"
     "  multimnist preview  the overlapping digit pairs of the paper's section 6 (PNG)\n"
     "\n"
     "Pictures (PNG files, and an HTML report):\n"

@@ -102,6 +102,7 @@ int train_same_class_names(const char *const *have, char *const *names, int J, c
 typedef struct {
     const char *data, *out, *names_path, *step_log_path, *arch, *cnn_spec;
     int epochs, test_limit, threads, resume, overwrite, quiet, classes;
+    int canvas; /* --canvas N, or 0 */
     caps_train_state st; /* the recipe from the flags (defaults where not given) */
     const option *opts;  /* for which flags were given */
     int nopts;

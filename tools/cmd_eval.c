@@ -83,6 +83,9 @@ static const char test_usage[] =
     "angle in [-DEG, DEG] and shifts it by up to FRAC of its size (the notebook's robustness\n"
     "test is 30,0.1), the same draws for the same --seed. --rotations 0,15,30,45,60 sweeps:\n"
     "the accuracy with every image rotated by up to each angle in turn (paper, section 5.2).\n"
+    "--canvas N places the test images at the centre of an N x N canvas first, for a model\n"
+    "trained with --canvas N (the affNIST experiment: plain MNIST on 40x40; its affNIST-like\n"
+    "test set, from capsnet data --make-affnist OUT, is 40x40 already: --data OUT).\n"
     "\n"
     "--per-image FILE writes every image's result at full precision: CSV with the header\n"
     "index,label,prediction,length_0,...; JSON lines (one object per image) when FILE ends\n"
@@ -275,7 +278,7 @@ static int rotation_sweep(any_model *m, const caps_dataset *test, int limit, con
 int cmd_test(int argc, char **argv) {
     const char *model = NULL, *data = "data/mnist", *aff = NULL, *device = "cpu";
     const char *per_image = NULL, *rotations = NULL;
-    int json = 0, limit = 0, batch = 100, threads = 0, tf32 = 0;
+    int json = 0, limit = 0, batch = 100, threads = 0, tf32 = 0, canvas = 0;
     uint64_t seed = 1;
     option opts[] = {
         {"model", OPT_STRING, &model, 0, 0, "MODEL", "model file (required)", 0},
@@ -289,6 +292,8 @@ int cmd_test(int argc, char **argv) {
         {"rotations", OPT_STRING, &rotations, 0, 0, "D,D,..",
          "a sweep: accuracy rotated by up to each D degrees", 0},
         {"seed", OPT_U64, &seed, 0, 0, "S", "seed of the affine draws (1)", 0},
+        {"canvas", OPT_INT, &canvas, 1, 1024, "N",
+         "test images at the centre of an N x N canvas first", 0},
         {"threads", OPT_INT, &threads, 0, 1024, "T", "threads, 0 = all cores (0)", 0},
         DEVICE_OPTIONS(device, tf32),
     };
@@ -319,6 +324,22 @@ int cmd_test(int argc, char **argv) {
     int status = EXIT_FAILURE;
     if (caps_dataset_load(&test, data, 0, any_classes(&m), &err)) {
         print_error(&err);
+        goto done;
+    }
+    int side = m.caps ? capsnet_config(m.caps)->image_size : m.cnn->cfg.image_size;
+    if (canvas && caps_dataset_pad(&test, canvas, &err)) {
+        print_error(&err);
+        fprintf(stderr, "hint: --canvas %d or more\n",
+                test.rows > test.cols ? test.rows : test.cols);
+        status = EXIT_USAGE;
+        goto done;
+    }
+    if (test.rows != side || test.cols != side) {
+        fail_runtime("%s: test images are %dx%d, but %s takes %dx%d", data, test.cols, test.rows,
+                     model, side, side);
+        if (!canvas && test.rows < side && test.cols < side)
+            fprintf(stderr, "hint: --canvas %d places them at the centre of a %dx%d canvas, "
+                            "as in training with --canvas %d\n", side, side, side, side);
         goto done;
     }
     if (rotations) {

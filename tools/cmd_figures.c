@@ -205,6 +205,7 @@ static const char show_usage[] =
     "A labelled grid of training images (--test: test images), as the network sees them:\n"
     "pixels scaled to [0, 1]; with --shift, each shifted at random by up to 2 pixels as in\n"
     "training; with --affine DEG,FRAC, rotated and shifted as capsnet test --affine does.\n"
+    "A folder with a test split only (capsnet data --make-affnist's) shows its test images.\n"
     "\n"
     "Options:\n";
 
@@ -233,8 +234,15 @@ int cmd_show(int argc, char **argv) {
     caps_error err;
     caps_dataset ds = {0};
     if (caps_dataset_load(&ds, data, !use_test, classes, &err)) {
-        print_error(&err);
-        return EXIT_FAILURE;
+        /* No training split, but a test split (an affNIST-like set): show that. */
+        caps_error terr;
+        if (use_test || caps_dataset_load(&ds, data, 0, classes, &terr)) {
+            print_error(&err);
+            return EXIT_FAILURE;
+        }
+        use_test = 1;
+        fprintf(stderr, "capsnet: %s has no training split that loads; showing its test images\n",
+                data);
     }
     if (start >= ds.count || count > ds.count - start) {
         rc = fail_usage("show", "--start %d --count %d runs past the %d images", start, count,

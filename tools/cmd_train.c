@@ -239,6 +239,9 @@ static const char train_usage[] =
     "Ctrl-C finishes the current step, saves, and tells how to resume.\n"
     "Built with MPI=1 and started by mpirun -np N, N processes train one model, each on its\n"
     "share of every batch (README: Across processes).\n"
+    "--canvas N first places every image at the centre of an N x N black canvas: with --shift\n"
+    "the digits then move anywhere on it, the training of the paper's affNIST experiment\n"
+    "(--canvas 40 --shift 6; capsnet data --make-affnist writes its test set).\n"
     "--arch cnn trains the paper's baseline CNN instead (section 5: conv 256, 256, 128, fc\n"
     "328, 192, dropout, softmax; 35.4M parameters), cnn-small one of about the capsule\n"
     "network's cost (conv 80, 80, 40; 10.6M); the same data, shifts, Adam, log and resume,\n"
@@ -249,7 +252,7 @@ static const char train_usage[] =
 int cmd_train(int argc, char **argv) {
     const char *data = "data/mnist", *out = "mnist.caps", *config_spec = NULL, *device = "cpu";
     int epochs = 3, routing = 3, no_recon = 0, test_limit = 0, threads = 0, resume = 0;
-    int overwrite = 0, classes = 0, quiet = 0, tf32 = 0, no_overlap = 0;
+    int overwrite = 0, classes = 0, quiet = 0, tf32 = 0, no_overlap = 0, canvas = 0;
     const char *names_path = NULL, *step_log_path = NULL, *arch = NULL, *cnn_spec = NULL;
     caps_train_state st;
     caps_train_state_default(&st);
@@ -272,6 +275,8 @@ int cmd_train(int argc, char **argv) {
         {"recon-weight", OPT_FLOAT, &recon_weight, 0, 1000, "X",
          "weight of the reconstruction loss (0.0005)", 0},
         {"shift", OPT_INT, &shift, 0, 8, "N", "random shift in pixels, 0 = none (2)", 0},
+        {"canvas", OPT_INT, &canvas, 1, 1024, "N",
+         "images at the centre of an N x N canvas (affNIST experiment: 40)", 0},
         {"limit", OPT_INT, &limit, 0, INT_MAX, "N", "train on the first N images only", 0},
         {"test-limit", OPT_INT, &test_limit, 0, INT_MAX, "N", "evaluate the first N test images", 0},
         {"classes", OPT_INT, &classes, 2, 4096, "N",
@@ -323,8 +328,8 @@ int cmd_train(int argc, char **argv) {
             return fail_usage("train", "--device %s: the CNN runs on the CPU only", device);
         if (par_size() > 1) return fail_runtime("the baseline CNN trains in one process only");
         cnn_train_args a = {data, out, names_path, step_log_path, arch, cnn_spec, epochs,
-                            test_limit, threads, resume, overwrite, quiet, classes, st, opts,
-                            nopts};
+                            test_limit, threads, resume, overwrite, quiet, classes, canvas, st,
+                            opts, nopts};
         a.st.lr = lr;
         a.st.lr_decay = lr_decay;
         a.st.batch = batch;
@@ -383,6 +388,9 @@ int cmd_train(int argc, char **argv) {
             if (find_option(opts, nopts, same[k].flag)->given && same[k].now != same[k].saved)
                 return fail_usage("train", "--%s %g differs from the run saved in %s (%g)",
                                   same[k].flag, same[k].now, out, same[k].saved);
+        if (canvas && canvas != fcfg.image_size)
+            return fail_usage("train", "--canvas %d differs from the model saved in %s (%dx%d "
+                              "images)", canvas, out, fcfg.image_size, fcfg.image_size);
         if (find_option(opts, nopts, "no-recon")->given && st.recon_weight != 0.0f)
             return fail_usage("train", "--no-recon differs from the run saved in %s", out);
         if (find_option(opts, nopts, "recon-weight")->given && recon_weight != st.recon_weight)
@@ -434,6 +442,26 @@ int cmd_train(int argc, char **argv) {
     }
     if (caps_dataset_load(&test, data, 0, classes, &err)) {
         print_error(&err);
+        goto done;
+    }
+    /* --canvas: both splits padded before anything looks at their size. */
+    int data_side = train.rows;
+    if (canvas &&
+        (caps_dataset_pad(&train, canvas, &err) || caps_dataset_pad(&test, canvas, &err))) {
+        print_error(&err);
+        fprintf(stderr, "hint: --canvas %d or more\n",
+                train.rows > train.cols ? train.rows : train.cols);
+        status = EXIT_USAGE;
+        goto done;
+    }
+    if (m && (train.rows != capsnet_config(m)->image_size ||
+              train.cols != capsnet_config(m)->image_size)) {
+        int want = capsnet_config(m)->image_size;
+        fail_runtime("%s: images are %dx%d, but %s takes %dx%d", data, train.cols, train.rows,
+                     out, want, want);
+        if (!canvas && train.rows < want && train.cols < want)
+            fprintf(stderr, "hint: the model was trained on a canvas: --canvas %d places the "
+                            "images at the centre of a %dx%d one\n", want, want, want);
         goto done;
     }
     if (train.num_names > 0 && train.num_names < classes)
@@ -497,6 +525,8 @@ int cmd_train(int argc, char **argv) {
         if (fresh) fputs("epoch,batch,loss\n", step_log);
     }
     const caps_config *cfg = capsnet_config(m);
+    char canvas_flag[32] = ""; /* for the resume commands printed below */
+    if (canvas) snprintf(canvas_flag, sizeof canvas_flag, " --canvas %d", canvas);
     char where[256];
     if (strcmp(capsnet_backend(m), "cpu") == 0)
         snprintf(where, sizeof where, "%d threads", nthreads);
@@ -515,6 +545,9 @@ int cmd_train(int argc, char **argv) {
             caps_num_params(cfg), cfg->routing_iters, st.batch, (double)st.lr,
             (double)st.lr_decay, st.recon_weight > 0 ? "with decoder" : "no decoder", where,
             resume ? "resumed" : "new run");
+    if (canvas && leader)
+        fprintf(stderr, "capsnet: %dx%d images at the centre of a %dx%d canvas, shifted by up "
+                        "to %d pixels\n", data_side, data_side, canvas, canvas, st.max_shift);
     if (resume && leader)
         fprintf(stderr, "capsnet: resuming %s at epoch %d, batch %lld\n", out, st.epoch + 1,
                 (long long)st.batch_in_epoch);
@@ -554,8 +587,10 @@ int cmd_train(int argc, char **argv) {
             }
             if (leader) fprintf(stderr,
                     "capsnet: interrupted in epoch %d at batch %lld; saved %s\n"
-                    "capsnet: resume with: capsnet train --resume --out %s --data %s --epochs %d\n",
-                    st.epoch + 1, (long long)st.batch_in_epoch, out, out, data, epochs);
+                    "capsnet: resume with: capsnet train --resume --out %s --data %s%s "
+                    "--epochs %d\n",
+                    st.epoch + 1, (long long)st.batch_in_epoch, out, out, data, canvas_flag,
+                    epochs);
             status = EXIT_INTERRUPTED;
             goto done;
         }
@@ -604,8 +639,8 @@ int cmd_train(int argc, char **argv) {
         if (par_sum_doubles(&stop, 1)) goto done;
         if (stop > 0) {
             if (leader) fprintf(stderr, "capsnet: interrupted after epoch %d; saved %s\n"
-                            "capsnet: resume with: capsnet train --resume --out %s --data %s "
-                            "--epochs %d\n", st.epoch, out, out, data, epochs);
+                            "capsnet: resume with: capsnet train --resume --out %s --data %s%s "
+                            "--epochs %d\n", st.epoch, out, out, data, canvas_flag, epochs);
             status = EXIT_INTERRUPTED;
             goto done;
         }

@@ -120,8 +120,9 @@ static int cnn_class_names(caps_cnn *m, const cnn_train_args *a, const caps_data
 }
 
 /* The data: the training split, its classes (--classes, else as many as it names, else 10),
- * the test split. */
-static int load_data(caps_dataset *train, caps_dataset *test, const char *data, int *classes) {
+ * the test split; both at the centre of a canvas x canvas one when canvas > 0. */
+static int load_data(caps_dataset *train, caps_dataset *test, const char *data, int *classes,
+                     int canvas) {
     caps_error err;
     if (caps_dataset_load(train, data, 1, *classes ? *classes : CAPS_DATA_MAX_CLASSES, &err)) {
         print_error(&err);
@@ -141,6 +142,12 @@ static int load_data(caps_dataset *train, caps_dataset *test, const char *data, 
     if (caps_dataset_load(test, data, 0, *classes, &err)) {
         print_error(&err);
         return EXIT_FAILURE;
+    }
+    if (canvas && (caps_dataset_pad(train, canvas, &err) || caps_dataset_pad(test, canvas, &err))) {
+        print_error(&err);
+        fprintf(stderr, "hint: --canvas %d or more\n",
+                train->rows > train->cols ? train->rows : train->cols);
+        return EXIT_USAGE;
     }
     if (train->rows != train->cols)
         return fail_runtime("%s: images are %dx%d; the network takes square images", data,
@@ -165,6 +172,9 @@ static int check_resume(const cnn_train_args *a, const caps_train_state *st,
         if (find_option(a->opts, a->nopts, same[k].flag)->given && same[k].now != same[k].saved)
             return fail_usage("train", "--%s %g differs from the run saved in %s (%g)",
                               same[k].flag, same[k].now, a->out, same[k].saved);
+    if (a->canvas && a->canvas != fcfg->image_size)
+        return fail_usage("train", "--canvas %d differs from the model saved in %s (%dx%d "
+                          "images)", a->canvas, a->out, fcfg->image_size, fcfg->image_size);
     /* --arch and --cnn-config, when given, must name the file's configuration. */
     if (a->arch || a->cnn_spec) {
         caps_cnn_config want = *fcfg;
@@ -224,7 +234,7 @@ int train_cnn(const cnn_train_args *a) {
         fprintf(stderr, "hint: --resume continues that run; --overwrite starts a new one over it\n");
         return EXIT_FAILURE;
     }
-    if ((status = load_data(&train, &test, data, &classes)) != EXIT_SUCCESS) goto done;
+    if ((status = load_data(&train, &test, data, &classes, a->canvas)) != EXIT_SUCCESS) goto done;
     status = EXIT_FAILURE;
     if (!m) {
         caps_cnn_config cfg;
@@ -287,6 +297,8 @@ int train_cnn(const cnn_train_args *a) {
         goto done;
     }
 
+    char canvas_flag[32] = ""; /* for the resume commands printed below */
+    if (a->canvas) snprintf(canvas_flag, sizeof canvas_flag, " --canvas %d", a->canvas);
     install_stop_handlers();
     int is_tty = isatty(STDERR_FILENO);
     double last_accuracy = -1.0;
@@ -311,8 +323,10 @@ int train_cnn(const cnn_train_args *a) {
             }
             fprintf(stderr,
                     "capsnet: interrupted in epoch %d at batch %lld; saved %s\n"
-                    "capsnet: resume with: capsnet train --resume --out %s --data %s --epochs %d\n",
-                    st.epoch + 1, (long long)st.batch_in_epoch, out, out, data, a->epochs);
+                    "capsnet: resume with: capsnet train --resume --out %s --data %s%s "
+                    "--epochs %d\n",
+                    st.epoch + 1, (long long)st.batch_in_epoch, out, out, data, canvas_flag,
+                    a->epochs);
             status = EXIT_INTERRUPTED;
             goto done;
         }
@@ -344,8 +358,8 @@ int train_cnn(const cnn_train_args *a) {
         fflush(stdout);
         if (stop_requested) {
             fprintf(stderr, "capsnet: interrupted after epoch %d; saved %s\n"
-                            "capsnet: resume with: capsnet train --resume --out %s --data %s "
-                            "--epochs %d\n", st.epoch, out, out, data, a->epochs);
+                            "capsnet: resume with: capsnet train --resume --out %s --data %s%s "
+                            "--epochs %d\n", st.epoch, out, out, data, canvas_flag, a->epochs);
             status = EXIT_INTERRUPTED;
             goto done;
         }

@@ -69,6 +69,15 @@ check "capsule-only flags refused for the CNN" 2 "--routing is for the capsule n
 check "info --compare refuses a capsule file against a CNN" 1 "another network" -- \
     "$capsnet" info --model "$cnn" --compare "$caps"
 
+# --canvas (the affNIST experiment's training) works for the CNN too
+check "train --arch cnn --canvas 32" 0 "after 1 epoch" -- "$capsnet" train $run --epochs 1 \
+    --limit 100 --test-limit 50 --canvas 32 --shift 4 --out "$work/canvas.cnn"
+check "info: 32x32 images" 0 "image_size=32" -- "$capsnet" info --model "$work/canvas.cnn"
+check "test --canvas 32" 0 "^accuracy " -- "$capsnet" test --model "$work/canvas.cnn" \
+    --data "$data" --limit 50 --canvas 32
+check "resume --canvas other than the file's refused" 2 "--canvas 36 differs" -- \
+    "$capsnet" train --resume --canvas 36 --data "$data" --out "$work/canvas.cnn"
+
 check "bench --arch cnn" 0 "^training: +[0-9.]+ images/s" -- "$capsnet" bench $tiny --threads 1 \
     --batch 10 --seconds 0.1
 check "bench --arch cnn --json" 0 '"arch": "cnn-custom", "parameters": 103702' -- \

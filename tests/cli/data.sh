@@ -187,4 +187,17 @@ check "cifar: cut batch refused" 1 "cifar/data_batch_1.bin: no such file" -- \
 check "cifar: wrong length" 1 "cifar/test_batch.bin: length not a whole number of records .*got 6151 bytes" -- \
     "$capsnet" data --check "$cifar"
 
+# Small training sets: the first N of each class of the training split, the whole test split.
+check "make a subset of 10 a class" 0 "100 training images \(the first 10 of each class" -- \
+    "$capsnet" data --make-subset "$work/sub" --per-class 10 --data "$data"
+check "the subset has 10 of each class" 0 "train: 100 images" -- "$capsnet" data --check "$work/sub"
+assert "the subset's classes hold 10 each" [ "$("$capsnet" data --check "$work/sub" --json |
+    grep -o '"images": 10}' | wc -l)" -eq 10 ]
+pgm_from_idx "$data/train-images-idx3-ubyte.gz" 0 "$work/first.pgm"
+pgm_from_idx "$work/sub/train-images-idx3-ubyte.gz" 0 "$work/sub-first.pgm"
+check "the subset starts with the first training image" 0 "" -- cmp "$work/first.pgm" "$work/sub-first.pgm"
+check "a class with too few images is refused" 1 "fewer than --per-class 7000" -- \
+    "$capsnet" data --make-subset "$work/sub2" --per-class 7000 --data "$data"
+check "--make-subset without --per-class" 2 "needs --per-class" -- "$capsnet" data --make-subset "$work/sub3"
+
 summary
