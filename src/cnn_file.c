@@ -413,6 +413,11 @@ int caps_cnn_load(caps_cnn **out, caps_train_state *st, char **log, const char *
     caps_cnn *m = NULL;
     char *text = NULL, *block = NULL, **names = NULL;
     rc = caps_cnn_create(&m, &r.h.cfg, max_batch, err);
+    if (rc && err) { /* name the file: its configuration is what did not fit */
+        char why[sizeof err->msg];
+        memcpy(why, err->msg, sizeof why);
+        caps_fail(err, rc, "%s: %s", path, why);
+    }
     if (!rc) {
         text = malloc((size_t)r.h.log_bytes + 1);
         block = malloc((size_t)r.h.names_bytes + 1);

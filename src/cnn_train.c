@@ -133,6 +133,7 @@ int caps_cnn_evaluate(caps_cnn *m, const caps_dataset *ds, int limit, const caps
     ev->class_total = calloc((size_t)J, sizeof(int));
     ev->class_correct = calloc((size_t)J, sizeof(int));
     ev->confusion = calloc((size_t)J * J, sizeof(int));
+    /* (+1: never a calloc of 0 for an empty data set) */
     ev->pred = calloc((size_t)n + 1, sizeof(int));
     ev->score = calloc((size_t)n + 1, sizeof(float));
     ev->lengths = calloc(((size_t)n + 1) * J, sizeof(float));
