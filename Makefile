@@ -137,7 +137,7 @@ endif
 WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
 # The program: the core commands always; the pictures, report and explorer with FIGURES=1,
 # else no_figures.c says they are not built.
-CORE_TOOLS := capsnet cli cmd_train cmd_eval cmd_bench cmd_export cmd_data cmd_multimnist \
+CORE_TOOLS := capsnet cli cmd_train cmd_train_cnn cmd_eval cmd_bench cmd_export cmd_data cmd_multimnist \
               $(if $(filter 1,$(MPI)),mpi,no_mpi)
 FIG_TOOLS  := cmd_figures cmd_report cmd_serve web_assets
 FIG_LIB_OBJ := $(BUILD)/tools/figure.o $(BUILD)/tools/visualize.o

@@ -491,7 +491,13 @@ static int reader_open(ckpt_reader *r, const char *path, caps_error *err) {
         /* The magic first, on as many of its bytes as there are: a short file of another
          * kind is "not a model file", an empty or cut-off model file "truncated". */
         size_t n = got < CKPT_MAGIC_BYTES ? got : CKPT_MAGIC_BYTES;
-        if (memcmp(buf, ckpt_magic, n) != 0) {
+        if (n == CKPT_MAGIC_BYTES && memcmp(buf, "CAPSCNN", CKPT_MAGIC_BYTES) == 0) {
+            /* The baseline CNN's file (cnn_file.c): say what it is, not just "not ours". */
+            caps_fail(err, CAPS_ERR_FORMAT, "%s: a baseline CNN model (capsnet train --arch "
+                      "cnn), not a capsule network", path);
+            caps_hint(err, "this needs a capsule network; test, predict and info read CNN models");
+            rc = CAPS_ERR_FORMAT;
+        } else if (memcmp(buf, ckpt_magic, n) != 0) {
             char want[4 * CKPT_MAGIC_BYTES + 1], shown[4 * CKPT_MAGIC_BYTES + 1];
             escape_bytes(want, sizeof want, (const uint8_t *)ckpt_magic, CKPT_MAGIC_BYTES);
             escape_bytes(shown, sizeof shown, buf, n);

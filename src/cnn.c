@@ -310,6 +310,7 @@ void caps_cnn_free(caps_cnn *m) {
     free(m->dact_arena);
     free(m->labels);
     free(m->pred);
+    if (m->class_names) caps_class_names_free(m->cfg.num_classes, m->class_names);
     free(m);
 }
 

@@ -174,6 +174,7 @@ typedef struct {
     int *pred;   /* argmax of prob */
     int batch;
     float loss; /* batch mean */
+    char **class_names; /* [J] the classes' names (as a capsule model keeps them), or NULL */
 } caps_cnn;
 
 /* Allocates everything for batches of up to max_batch images (CAPS_ERR_ARG for a bad
@@ -198,5 +199,43 @@ void caps_cnn_zero_grad(caps_cnn *m);
 void caps_cnn_backward(caps_cnn *m);
 /* One Adam step (adam.c) over all parameters at learning rate lr. */
 void caps_cnn_adam_step(caps_cnn *m, const caps_adam *hp, float lr);
+
+/* ------------------------------------------------------------------------ training */
+
+/* cnn_train.c: caps_train_epoch (train.c) for the CNN: the same image order, shifts and
+ * learning rate for the same state, the same progress and stop semantics and NaN check;
+ * dropout's mask drawn from (seed, epoch, batch), so a resumed run is bit-identical. The
+ * sums in st and out: loss and margin both the cross-entropy, recon 0. */
+int caps_cnn_train_epoch(caps_cnn *m, caps_train_state *st, const caps_dataset *train,
+                         caps_epoch_stats *out, caps_progress_fn cb, void *ctx, caps_error *err);
+/* caps_evaluate for the CNN, in batches of max_batch: loss and margin the mean
+ * cross-entropy, recon 0; lengths the class probabilities, score the predicted class's. */
+int caps_cnn_evaluate(caps_cnn *m, const caps_dataset *ds, int limit, const caps_affine *affine,
+                      caps_eval *ev, caps_progress_fn cb, void *ctx, caps_error *err);
+
+/* ------------------------------------------------------------------------ model files */
+
+/* cnn_file.c: CNN model files (docs/model-format.md, "Baseline CNN model files"): magic
+ * "CAPSCNN\0", the configuration, the training state of a capsule model file, parameters,
+ * Adam moments, log, class names, CRC-32; written atomically. */
+#define CAPS_CNN_MAGIC "CAPSCNN"
+#define CAPS_CNN_FILE_VERSION 1
+
+/* 1 when path starts with the CNN magic (a CNN model file, damaged or not), else 0. */
+int caps_cnn_is_model_file(const char *path);
+int caps_cnn_save(const caps_cnn *m, const caps_train_state *st, const char *log,
+                  const char *path, caps_error *err);
+/* Checks everything (magic, version, configuration, state, size, CRC, names) before it
+ * creates the model for batches of max_batch; *log (may be NULL) malloc'ed text. */
+int caps_cnn_load(caps_cnn **out, caps_train_state *st, char **log, const char *path,
+                  int max_batch, caps_error *err);
+/* The header alone (configuration, state, Adam steps), checked, and the file's size. */
+int caps_cnn_peek(caps_cnn_config *cfg, caps_train_state *st, const char *path,
+                  caps_error *err);
+/* The bytes of m's file with a log of log_bytes. */
+uint64_t caps_cnn_file_size(const caps_cnn *m, size_t log_bytes);
+/* Gives m copies of n == J names (each checked), replacing any; CAPS_ERR_ARG naming a bad
+ * one. */
+int caps_cnn_set_class_names(caps_cnn *m, int n, const char *const *names, caps_error *err);
 
 #endif /* CAPS_CNN_H */

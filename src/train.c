@@ -12,12 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "epoch.h"
 #include "model.h"
 #include "util.h"
-
-/* Streams of the generator, so shuffles and shifts never share a sequence. */
-#define RNG_STREAM_SHUFFLE 0x5u
-#define RNG_STREAM_SHIFT 0x6u
 
 void caps_train_state_default(caps_train_state *st) {
     memset(st, 0, sizeof *st);
@@ -54,19 +51,6 @@ static int check_shape(const capsnet *m, const caps_dataset *ds, caps_error *err
                              "data: label %d of image %d out of range (expected 0..%d)",
                              ds->labels[k], k, c->num_classes - 1);
     return CAPS_OK;
-}
-
-/* order[0..n-1]: a permutation of the first n images, Fisher-Yates from (seed, epoch). */
-static void epoch_order(int *order, int n, uint64_t seed, int epoch) {
-    caps_rng r;
-    caps_rng_seed(&r, seed + (uint64_t)epoch * 0x9e3779b97f4a7c15ULL, RNG_STREAM_SHUFFLE);
-    for (int k = 0; k < n; k++) order[k] = k;
-    for (int k = n - 1; k > 0; k--) {
-        int j = (int)caps_rng_below(&r, (uint32_t)k + 1);
-        int t = order[k];
-        order[k] = order[j];
-        order[j] = t;
-    }
 }
 
 void caps_batch_share(int n, int rank, int size, int *first, int *count) {
@@ -166,7 +150,7 @@ int caps_train_epoch_comm(capsnet *m, caps_train_state *st, const caps_dataset *
         if (gs.staged) free(gs.grads);
         return caps_fail(err, CAPS_ERR_MEMORY, "out of memory for a batch of %d images", B);
     }
-    epoch_order(order, n, st->seed, st->epoch);
+    caps_epoch_order(order, n, st->seed, st->epoch);
     float lr = caps_train_lr(st, st->epoch);
     caps_adam hp = {lr, st->beta1, st->beta2, st->adam_eps};
 
@@ -177,7 +161,7 @@ int caps_train_epoch_comm(capsnet *m, caps_train_state *st, const caps_dataset *
         int nb = n - bi * B < B ? n - bi * B : B, first, count;
         caps_batch_share(nb, rank, size, &first, &count);
         caps_rng r;
-        caps_rng_seed(&r, st->seed + ((uint64_t)st->epoch << 32) + (uint64_t)bi, RNG_STREAM_SHIFT);
+        caps_epoch_shift_rng(&r, st->seed, st->epoch, bi);
         caps_draw_shifts(shift, shift + B, nb, st->max_shift, &r);
         const int *idx = order + (size_t)bi * B + first, *dx = shift + first,
                   *dy = shift + B + first;

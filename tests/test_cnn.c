@@ -4,7 +4,10 @@
  * loops and finite differences; and the whole network at a tiny shape: every parameter
  * tensor's gradient against finite differences (dropout on), the forward pass against a
  * plain reference, dropout off at test time, Adam lowering the loss, and the same seed
- * giving the same bits.
+ * giving the same bits. Its model files (cnn_file.c): a round trip to the bit, damage and
+ * truncation refused naming the file, and each network's loader refusing the other's file
+ * with a message that says what the file is. Its training epoch: stopped and resumed, the
+ * same bits as straight through.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 #include "gradcheck.h"
 #include "layers.h"
 #include "test.h"
+#include "test_files.h"
 
 static int verbose(void) { return getenv("CAPS_TEST_VERBOSE") != NULL; }
 
@@ -636,6 +640,225 @@ TEST(same_seed_same_bits) {
     caps_cnn_free(m1), caps_cnn_free(m2), caps_cnn_free(m3);
 }
 
+/* ------------------------------------------------------------------------ model files */
+
+static const char cnn_test_log[] = "epoch,train_loss\n1,2.3\n";
+
+/* A state with every field set to something other than its default. */
+static void fill_cnn_state(caps_train_state *st) {
+    caps_train_state_default(st);
+    st->lr = 0.0025f;
+    st->lr_decay = 0.95f;
+    st->recon_weight = 0.0f;
+    st->batch = 7;
+    st->max_shift = 1;
+    st->limit = 123;
+    st->seed = 0x1234567890ULL;
+    st->epoch = 3;
+    st->batch_in_epoch = 5;
+    st->epoch_loss_sum = 1.25;
+    st->epoch_margin_sum = 1.25;
+    st->epoch_seconds = 2.5;
+    st->epoch_images = 35;
+}
+
+/* The tiny model with Adam moments that are not zero, names, saved at path. */
+static caps_cnn *save_tiny_cnn(const char *path) {
+    caps_cnn_config cfg = tiny_config();
+    caps_cnn *m = make_model(&cfg, 2, 3);
+    for (size_t k = 0; k < m->num_params; k++) {
+        m->adam_m[k] = 0.001f * (float)k;
+        m->adam_v[k] = 1e-6f * (float)(k % 17);
+    }
+    m->adam_t = 42;
+    const char *names[3] = {"zero", "one", "two"};
+    caps_error err;
+    caps_train_state st;
+    fill_cnn_state(&st);
+    if (caps_cnn_set_class_names(m, 3, names, &err) != CAPS_OK ||
+        caps_cnn_save(m, &st, cnn_test_log, path, &err) != CAPS_OK) {
+        fprintf(stderr, "save %s: %s\n", path, err.msg);
+        abort();
+    }
+    return m;
+}
+
+TEST(file_round_trip_is_bit_identical) {
+    char p[TEST_PATH_MAX];
+    test_path(p, "round.cnn");
+    caps_cnn *m = save_tiny_cnn(p);
+    caps_cnn *got = NULL;
+    caps_train_state st, want;
+    fill_cnn_state(&want);
+    char *log = NULL;
+    caps_error err;
+    EXPECT(caps_cnn_is_model_file(p) == 1, "the magic is recognised");
+    int rc = caps_cnn_load(&got, &st, &log, p, 4, &err);
+    EXPECT(rc == CAPS_OK, "load: %s", err.msg);
+    if (rc == CAPS_OK) {
+        size_t bytes = m->num_params * sizeof(float);
+        EXPECT(memcmp(&got->cfg, &m->cfg, sizeof m->cfg) == 0, "the same configuration");
+        EXPECT(got->max_batch == 4, "the batch asked for (got %d)", got->max_batch);
+        EXPECT(memcmp(got->params, m->params, bytes) == 0, "the same parameters");
+        EXPECT(memcmp(got->adam_m, m->adam_m, bytes) == 0, "the same first moments");
+        EXPECT(memcmp(got->adam_v, m->adam_v, bytes) == 0, "the same second moments");
+        EXPECT(got->adam_t == 42, "Adam's step (got %lld)", (long long)got->adam_t);
+        EXPECT(st.lr == want.lr && st.lr_decay == want.lr_decay && st.batch == want.batch &&
+               st.max_shift == want.max_shift && st.limit == want.limit &&
+               st.seed == want.seed && st.epoch == want.epoch &&
+               st.batch_in_epoch == want.batch_in_epoch &&
+               st.epoch_loss_sum == want.epoch_loss_sum &&
+               st.epoch_margin_sum == want.epoch_margin_sum &&
+               st.epoch_seconds == want.epoch_seconds && st.epoch_images == want.epoch_images,
+               "the same training state");
+        EXPECT(log && strcmp(log, cnn_test_log) == 0, "the same log (got '%s')", log ? log : "");
+        EXPECT(got->class_names && strcmp(got->class_names[0], "zero") == 0 &&
+               strcmp(got->class_names[2], "two") == 0, "the same class names");
+        caps_cnn_config cfg;
+        EXPECT(caps_cnn_peek(&cfg, &st, p, &err) == CAPS_OK && cfg.fc1 == m->cfg.fc1 &&
+               st.epoch == 3, "peek reads the header");
+    }
+    free(log);
+    caps_cnn_free(got);
+    caps_cnn_free(m);
+}
+
+/* Loading path fails with CAPS_ERR_FORMAT and a message holding what. */
+static void expect_refused(const char *path, const char *what) {
+    caps_cnn *got = NULL;
+    caps_error err;
+    int rc = caps_cnn_load(&got, NULL, NULL, path, 1, &err);
+    EXPECT(rc == CAPS_ERR_FORMAT && got == NULL, "refused (rc %d)", rc);
+    if (rc == CAPS_ERR_FORMAT) {
+        EXPECT(strstr(err.msg, what) != NULL, "'%s' in '%s'", what, err.msg);
+        EXPECT(strstr(err.msg, path) != NULL, "the file named in '%s'", err.msg);
+    }
+    caps_cnn_free(got);
+}
+
+TEST(damaged_and_truncated_files_are_refused) {
+    char p[TEST_PATH_MAX], q[TEST_PATH_MAX];
+    test_path(p, "good.cnn");
+    test_path(q, "bad.cnn");
+    caps_cnn_free(save_tiny_cnn(p));
+    size_t n;
+    unsigned char *buf = test_read_file(p, &n);
+    EXPECT(buf != NULL, "read %s", p);
+    if (!buf) return;
+    buf[200] ^= 0x10; /* a parameter bit */
+    test_write_file(q, buf, n);
+    expect_refused(q, "checksum mismatch");
+    buf[200] ^= 0x10;
+    test_write_file(q, buf, n - 1);
+    expect_refused(q, "truncated");
+    test_write_file(q, buf, 100);
+    expect_refused(q, "truncated header");
+    buf[8] = 9; /* the version */
+    test_write_file(q, buf, n);
+    expect_refused(q, "version");
+    free(buf);
+}
+
+TEST(each_loader_refuses_the_other_network) {
+    char cnn_path[TEST_PATH_MAX], caps_path[TEST_PATH_MAX];
+    test_path(cnn_path, "net.cnn");
+    test_path(caps_path, "net.caps");
+    caps_cnn_free(save_tiny_cnn(cnn_path));
+    caps_config cfg;
+    caps_config_mnist(&cfg);
+    cfg.conv1_channels = 4;
+    cfg.primary_types = 2;
+    cfg.decoder_hidden1 = 8;
+    cfg.decoder_hidden2 = 8;
+    capsnet *caps = NULL;
+    caps_error err;
+    caps_train_state st;
+    caps_train_state_default(&st);
+    int rc = capsnet_create(&caps, &cfg, 1, NULL, &err);
+    EXPECT(rc == CAPS_OK, "capsnet_create: %s", err.msg);
+    if (rc) return;
+    capsnet_init_weights(caps, 1);
+    rc = caps_model_save(caps, &st, NULL, caps_path, &err);
+    capsnet_free(caps);
+    EXPECT(rc == CAPS_OK, "save: %s", err.msg);
+    EXPECT(caps_cnn_is_model_file(caps_path) == 0, "a capsule file is no CNN file");
+    expect_refused(caps_path, "a capsule network model, not a baseline CNN");
+    caps = NULL;
+    rc = caps_model_load(&caps, NULL, NULL, cnn_path, 1, NULL, &err);
+    EXPECT(rc == CAPS_ERR_FORMAT && caps == NULL, "capsule loader refuses (rc %d)", rc);
+    if (rc == CAPS_ERR_FORMAT)
+        EXPECT(strstr(err.msg, "a baseline CNN model (capsnet train --arch cnn), not a capsule "
+                               "network") != NULL && strstr(err.msg, cnn_path) != NULL,
+               "says what the file is: '%s'", err.msg);
+    capsnet_free(caps);
+}
+
+/* ------------------------------------------------------------------------ training */
+
+/* 40 images of the tiny shape, labels k mod J. */
+static void make_dataset(caps_dataset *ds, const caps_cnn_config *cfg, int count) {
+    memset(ds, 0, sizeof *ds);
+    int S = cfg->image_size;
+    ds->count = count;
+    ds->rows = ds->cols = S;
+    ds->channels = cfg->in_channels;
+    ds->images = malloc((size_t)count * S * S * cfg->in_channels);
+    ds->labels = malloc((size_t)count);
+    caps_rng r;
+    caps_rng_seed(&r, 77, 0);
+    for (size_t k = 0; k < (size_t)count * S * S * cfg->in_channels; k++)
+        ds->images[k] = (unsigned char)caps_rng_below(&r, 256);
+    for (int k = 0; k < count; k++) ds->labels[k] = (unsigned char)(k % cfg->num_classes);
+}
+
+static int stop_after_three(const caps_progress *p, void *ctx) {
+    (void)ctx;
+    return p->batch == 3;
+}
+
+TEST(stopped_and_resumed_epoch_is_bit_identical) {
+    caps_cnn_config cfg = tiny_config();
+    caps_dataset ds;
+    make_dataset(&ds, &cfg, 40);
+    caps_train_state a, b;
+    caps_train_state_default(&a);
+    a.batch = 4;
+    a.max_shift = 1;
+    a.seed = 5;
+    b = a;
+    caps_cnn *ma = make_model(&cfg, 4, 5), *mb = make_model(&cfg, 4, 5);
+    caps_epoch_stats es;
+    caps_error err;
+    for (int e = 0; e < 2; e++)
+        EXPECT(caps_cnn_train_epoch(ma, &a, &ds, &es, NULL, NULL, &err) == CAPS_OK, "%s",
+               err.msg);
+    /* b: stopped after 3 batches of each epoch, then continued from its state */
+    for (int e = 0; e < 2; e++) {
+        EXPECT(caps_cnn_train_epoch(mb, &b, &ds, &es, stop_after_three, NULL, &err) == CAPS_OK,
+               "%s", err.msg);
+        EXPECT(es.stopped && b.batch_in_epoch == 3, "stopped at batch 3 (got %lld)",
+               (long long)b.batch_in_epoch);
+        EXPECT(caps_cnn_train_epoch(mb, &b, &ds, &es, NULL, NULL, &err) == CAPS_OK, "%s",
+               err.msg);
+    }
+    EXPECT(a.epoch == 2 && b.epoch == 2, "two epochs (%d, %d)", a.epoch, b.epoch);
+    EXPECT(ma->adam_t == 20 && mb->adam_t == 20, "ten steps an epoch");
+    EXPECT(memcmp(ma->params, mb->params, ma->num_params * sizeof(float)) == 0,
+           "the same parameters, bit for bit");
+    caps_eval ev;
+    EXPECT(caps_cnn_evaluate(ma, &ds, 10, NULL, &ev, NULL, NULL, &err) == CAPS_OK, "%s",
+           err.msg);
+    EXPECT(ev.total == 10 && ev.num_classes == 3, "ten images evaluated (got %d)", ev.total);
+    double sum = 0.0;
+    for (int j = 0; j < 3; j++) sum += ev.lengths[j];
+    EXPECT(fabs(sum - 1.0) < 1e-5, "the probabilities of an image sum to 1 (got %g)", sum);
+    EXPECT(ev.score[0] == ev.lengths[ev.pred[0]], "score is the predicted class's probability");
+    caps_eval_free(&ev);
+    caps_cnn_free(ma);
+    caps_cnn_free(mb);
+    caps_dataset_free(&ds);
+}
+
 int main(void) {
     RUN(paper_mnist_parameter_count);
     RUN(config_check_names_the_bad_field);
@@ -654,5 +877,11 @@ int main(void) {
     RUN(network_dropout_off_at_test_time);
     RUN(adam_steps_lower_the_loss);
     RUN(same_seed_same_bits);
+    if (!test_dir_create("cnn")) return 1;
+    RUN(file_round_trip_is_bit_identical);
+    RUN(damaged_and_truncated_files_are_refused);
+    RUN(each_loader_refuses_the_other_network);
+    RUN(stopped_and_resumed_epoch_is_bit_identical);
+    test_dir_remove();
     return TEST_SUMMARY();
 }

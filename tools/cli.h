@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "capsnet.h"
+#include "cnn.h"
 
 #define CAPSNET_VERSION "0.1.0"
 #define EXIT_USAGE 2
@@ -79,6 +80,41 @@ typedef struct {
 
 int on_progress(const caps_progress *p, void *ctx);
 void clear_live_line(progress_ctx *pc);
+
+/* ---- training (cmd_train.c, and the baseline CNN's in cmd_train_cnn.c) */
+
+/* The columns of the CSV log beside a model; the CNN writes its cross-entropy as train_loss
+ * and train_margin_loss, 0 as train_recon_loss, so reports and plots read both. */
+#define CSV_HEADER                                                                      \
+    "epoch,train_loss,train_margin_loss,train_recon_loss,test_loss,test_accuracy,"      \
+    "train_seconds,train_images_per_s,learning_rate,test_seconds\n"
+
+int file_exists(const char *path);
+/* The log beside a model: mnist.caps -> mnist.csv, other names get ".csv" added. */
+void train_log_path(char *out, size_t n, const char *model);
+/* The names of a run's J classes, from a names file or the data; *n = 0 when none. */
+int train_class_names(const char *names_path, const caps_dataset *ds, int J, const char *data,
+                      int *n, char ***names, const char **from);
+int train_same_class_names(const char *const *have, char *const *names, int J, const char *from,
+                           const char *model);
+
+/* capsnet train --arch cnn|cnn-small: the options cmd_train parsed. */
+typedef struct {
+    const char *data, *out, *names_path, *step_log_path, *arch, *cnn_spec;
+    int epochs, test_limit, threads, resume, overwrite, quiet, classes;
+    int canvas; /* --canvas N, or 0 */
+    caps_train_state st; /* the recipe from the flags (defaults where not given) */
+    const option *opts;  /* for which flags were given */
+    int nopts;
+} cnn_train_args;
+int train_cnn(const cnn_train_args *a);
+
+/* The CNN configurations by name: cnn (caps_cnn_config_paper) and cnn-small (conv 80, 80,
+ * 40: about the capsule network's cost); "cnn-custom" for any other. */
+const char *cnn_arch_name(const caps_cnn_config *cfg);
+void cnn_config_small(caps_cnn_config *cfg, int image_size, int in_channels, int num_classes);
+/* --cnn-config KEY=VALUE,..: caps_cnn_config fields by name. 0, or EXIT_USAGE. */
+int apply_cnn_config(caps_cnn_config *cfg, const char *spec);
 
 /* ---- commands */
 int cmd_train(int argc, char **argv);

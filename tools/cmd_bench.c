@@ -21,7 +21,8 @@ static const char bench_usage[] =
     "Measures training steps and inference batches of the paper's MNIST network (or\n"
     "--config shapes) on random data: images/s (median step), achieved GFLOP/s, the fraction\n"
     "of the matrix-product peak measured in the same run, time per layer (forward and\n"
-    "backward) and peak memory.\n"
+    "backward) and peak memory. --arch cnn or cnn-small: the baseline CNN's training and\n"
+    "inference images/s and GFLOP/s instead (no per-layer table).\n"
     "\n"
     "Options:\n";
 
@@ -85,11 +86,121 @@ static void infer_step(capsnet *m, const float *x, const int *labels, int B, voi
     capsnet_forward(m, x, NULL, B, CAPS_MASK_PREDICTED, 0.0005f);
 }
 
+/* ------------------------------------------------------------------------ the CNN */
+
+/* Medians of training steps and inference batches of the baseline CNN (--arch cnn,
+ * cnn-small), as for the capsule network: images/s and GFLOP/s, no per-layer table. */
+typedef struct {
+    caps_cnn *m;
+    const float *x;
+    const int *labels;
+    int B;
+    caps_adam hp;
+    uint64_t step;
+} cnn_bench;
+
+static void cnn_train_step(cnn_bench *b) {
+    caps_cnn_zero_grad(b->m);
+    caps_cnn_forward(b->m, b->x, b->labels, b->B, 1, b->step++);
+    caps_cnn_backward(b->m);
+    caps_cnn_adam_step(b->m, &b->hp, b->hp.lr);
+}
+
+static void cnn_infer_step(cnn_bench *b) { caps_cnn_forward(b->m, b->x, NULL, b->B, 0, 0); }
+
+static double cnn_time(void (*fn)(cnn_bench *), cnn_bench *b, double min_seconds,
+                       double *times, int *n) {
+    for (int w = 0; w < 2; w++) fn(b);
+    double start = caps_seconds();
+    *n = 0;
+    while (*n < MAX_STEPS && (*n < 5 || caps_seconds() - start < min_seconds)) {
+        double t0 = caps_seconds();
+        fn(b);
+        times[(*n)++] = caps_seconds() - t0;
+    }
+    return median(times, *n);
+}
+
+static int bench_cnn(const char *arch, const char *spec, int batch, int infer_batch,
+                     int nthreads, double seconds, int json) {
+    caps_cnn_config cfg;
+    if (strcmp(arch, "cnn-small") == 0)
+        cnn_config_small(&cfg, 28, 1, 10);
+    else
+        caps_cnn_config_paper(&cfg, 28, 1, 10);
+    int rc;
+    if (spec && (rc = apply_cnn_config(&cfg, spec))) return rc;
+    int max_batch = batch > infer_batch ? batch : infer_batch;
+    caps_error err;
+    cnn_bench b;
+    memset(&b, 0, sizeof b);
+    b.B = batch;
+    b.step = 1;
+    if (caps_cnn_create(&b.m, &cfg, max_batch, &err)) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    caps_cnn_init_weights(b.m, 1);
+    caps_adam_default(&b.hp);
+    size_t P = (size_t)cfg.in_channels * cfg.image_size * cfg.image_size;
+    float *x = malloc((size_t)max_batch * P * sizeof(float));
+    int *labels = malloc((size_t)max_batch * sizeof(int));
+    double *times = malloc(MAX_STEPS * sizeof(double));
+    if (!x || !labels || !times) {
+        free(x), free(labels), free(times);
+        caps_cnn_free(b.m);
+        return fail_runtime("out of memory");
+    }
+    caps_rng r;
+    caps_rng_seed(&r, 1, 1);
+    for (size_t k = 0; k < (size_t)max_batch * P; k++) x[k] = caps_rng_uniform(&r);
+    for (int k = 0; k < max_batch; k++) labels[k] = (int)caps_rng_below(&r, 10);
+    b.x = x;
+    b.labels = labels;
+    const char *name = cnn_arch_name(&cfg);
+    double fwd = caps_cnn_flops_forward(&cfg), bwd = caps_cnn_flops_backward(&cfg);
+    if (!json)
+        fprintf(stderr, "capsnet bench: baseline CNN %s (%zu parameters, %.3g GFLOP forward an "
+                "image), %s, %d threads, batch %d, %g s per measurement\n", name,
+                b.m->num_params, fwd / 1e9, caps_gemm_backend(), nthreads, batch, seconds);
+    int n_train, n_infer;
+    double train_s = cnn_time(cnn_train_step, &b, seconds, times, &n_train);
+    double rss = peak_rss_mb();
+    b.B = infer_batch;
+    double infer_s = cnn_time(cnn_infer_step, &b, seconds, times, &n_infer);
+    double train_ips = batch / train_s, infer_ips = infer_batch / infer_s;
+    double gflops = (fwd + bwd) * batch / train_s / 1e9, igflops = fwd * infer_batch / infer_s / 1e9;
+    if (json) {
+        printf("{\"arch\": \"%s\", \"parameters\": %zu, \"backend\": ", name,
+               b.m->num_params);
+        json_string(stdout, caps_gemm_backend());
+        printf(", \"device\": \"cpu\", \"threads\": %d, \"batch\": %d, \"infer_batch\": %d, "
+               "\"train_images_per_s\": %.2f, \"infer_images_per_s\": %.2f, "
+               "\"train_step_ms\": %.3f, \"infer_batch_ms\": %.3f, \"gflops_per_s\": %.2f, "
+               "\"infer_gflops_per_s\": %.2f, \"peak_rss_mb\": %.1f, \"train_steps\": %d, "
+               "\"infer_batches\": %d}\n", nthreads, batch, infer_batch, train_ips, infer_ips,
+               1e3 * train_s, 1e3 * infer_s, gflops, igflops, rss, n_train, n_infer);
+    } else {
+        printf("baseline CNN %s, %zu parameters\n", name, b.m->num_params);
+        printf("training:  %8.1f images/s  (%.1f ms per step of %d, median of %d)\n", train_ips,
+               1e3 * train_s, batch, n_train);
+        printf("inference: %8.1f images/s  (%.1f ms per batch of %d, median of %d)\n", infer_ips,
+               1e3 * infer_s, infer_batch, n_infer);
+        printf("training:  %8.1f GFLOP/s\ninference: %8.1f GFLOP/s\n", gflops, igflops);
+        printf("peak memory while training: %.0f MB\n", rss);
+    }
+    free(x), free(labels), free(times);
+    caps_cnn_free(b.m);
+    return EXIT_SUCCESS;
+}
+
 int cmd_bench(int argc, char **argv) {
     int batch = 100, threads = 0, json = 0, infer_batch = 0, tf32 = 0;
     float seconds = 10.0f;
-    const char *config_spec = NULL, *device = "cpu";
+    const char *config_spec = NULL, *device = "cpu", *arch = NULL, *cnn_spec = NULL;
     option opts[] = {
+        {"arch", OPT_STRING, &arch, 0, 0, "A", "capsnet (default), cnn or cnn-small", 0},
+        {"cnn-config", OPT_STRING, &cnn_spec, 0, 0, "K=V,..", "CNN shapes, as for train", 0},
         {"batch", OPT_INT, &batch, 1, 4096, "B", "images per training step (100)", 0},
         {"infer-batch", OPT_INT, &infer_batch, 1, 4096, "B",
          "images per inference batch (as --batch)", 0},
@@ -104,6 +215,17 @@ int cmd_bench(int argc, char **argv) {
     int rc = parse_command("bench", bench_usage, opts, nopts, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!infer_batch) infer_batch = batch;
+    if (arch && strcmp(arch, "capsnet") && strcmp(arch, "cnn") && strcmp(arch, "cnn-small"))
+        return fail_usage("bench", "--arch %s: expected capsnet, cnn or cnn-small", arch);
+    int cnn = arch && strncmp(arch, "cnn", 3) == 0;
+    if (cnn_spec && !cnn) return fail_usage("bench", "--cnn-config is for --arch cnn or cnn-small");
+    if (cnn) {
+        if (config_spec) return fail_usage("bench", "--config is for the capsule network");
+        if (strcmp(device, "cpu") != 0 || tf32)
+            return fail_usage("bench", "the CNN runs on the CPU only");
+        return bench_cnn(arch, cnn_spec, batch, infer_batch, caps_set_threads(threads), seconds,
+                         json);
+    }
     caps_options opt;
     if ((rc = device_options(&opt, "bench", device, tf32))) return rc;
     int gpu = strcmp(device, "cpu") != 0;

@@ -11,6 +11,67 @@
 #include "cli.h"
 #include "util.h"
 
+/* ------------------------------------------------------------------------ either network */
+
+/* A loaded model file, a capsule network or the baseline CNN (capsnet train --arch cnn),
+ * whichever its magic says: test, predict and info read both. */
+typedef struct {
+    capsnet *caps;  /* a capsule network, or NULL */
+    caps_cnn *cnn;  /* or a baseline CNN */
+    caps_train_state st;
+    char *log;      /* with_log only */
+} any_model;
+
+/* Loads path for batches of batch; a CNN runs on the CPU only. 0, or the exit status with
+ * the message printed. */
+static int any_load(any_model *am, const char *cmd, const char *path, int batch,
+                    const caps_options *opt, const char *device, int with_log) {
+    memset(am, 0, sizeof *am);
+    caps_error err;
+    int rc;
+    if (caps_cnn_is_model_file(path)) {
+        if (device && strcmp(device, "cpu") != 0)
+            return fail_usage(cmd, "--device %s: %s is a baseline CNN, which runs on the CPU "
+                              "only", device, path);
+        rc = caps_cnn_load(&am->cnn, &am->st, with_log ? &am->log : NULL, path, batch, &err);
+    } else {
+        rc = caps_model_load(&am->caps, &am->st, with_log ? &am->log : NULL, path, batch, opt,
+                             &err);
+    }
+    if (rc) {
+        print_error(&err);
+        return EXIT_FAILURE;
+    }
+    return 0;
+}
+
+static void any_free(any_model *am) {
+    capsnet_free(am->caps);
+    caps_cnn_free(am->cnn);
+    free(am->log);
+    memset(am, 0, sizeof *am);
+}
+
+static int any_classes(const any_model *am) {
+    return am->caps ? capsnet_config(am->caps)->num_classes : am->cnn->cfg.num_classes;
+}
+
+/* Class j's name, or NULL when the model has none. */
+static const char *any_class_name(const any_model *am, int j) {
+    if (am->caps) return caps_class_name(am->caps, j);
+    return am->cnn->class_names && j >= 0 && j < am->cnn->cfg.num_classes
+               ? am->cnn->class_names[j] : NULL;
+}
+
+/* caps_evaluate or caps_cnn_evaluate; for the CNN the "lengths" are its probabilities. */
+static int any_evaluate(any_model *am, const caps_dataset *ds, int limit,
+                        const caps_affine *affine, caps_eval *ev, caps_progress_fn cb, void *ctx,
+                        caps_error *err) {
+    if (am->cnn) return caps_cnn_evaluate(am->cnn, ds, limit, affine, ev, cb, ctx, err);
+    return caps_evaluate(am->caps, ds, limit, am->st.recon_weight > 0 ? am->st.recon_weight : 0.0f,
+                         affine, ev, cb, ctx, err);
+}
+
 /* ------------------------------------------------------------------------ test */
 
 static const char test_usage[] =
@@ -33,10 +94,10 @@ static const char test_usage[] =
     "Options:\n";
 
 /* The widest class name of m, 0 when it has none: the name column of the tables. */
-static int name_width(const capsnet *m, int J) {
+static int name_width(const any_model *m, int J) {
     int w = 0;
     for (int j = 0; j < J; j++) {
-        const char *name = caps_class_name(m, j);
+        const char *name = any_class_name(m, j);
         if (name && (int)strlen(name) > w) w = (int)strlen(name);
     }
     return w;
@@ -44,24 +105,32 @@ static int name_width(const capsnet *m, int J) {
 
 /* The tables name the classes when the model has names (a column after the class number);
  * without names the text is as it always was. */
-static void print_eval_text(const capsnet *m, const caps_eval *ev, const char *model,
+static void print_eval_text(const any_model *m, const caps_eval *ev, const char *model,
                             const char *data, const caps_affine *affine) {
     int J = ev->num_classes, nw = name_width(m, J);
     printf("model %s on %s: %d test images\n", model, data, ev->total);
+    if (m->cnn)
+        printf("baseline CNN %s, %zu parameters\n", cnn_arch_name(&m->cnn->cfg),
+               m->cnn->num_params);
     if (affine)
         printf("each rotated by up to %g degrees and shifted by up to %g of its size (seed %llu)\n",
                (double)affine->max_degrees, (double)affine->max_shift_frac,
                (unsigned long long)affine->seed);
-    printf("accuracy %.2f%% (%d / %d), test loss %.4f (margin %.4f, reconstruction %.4f)\n\n",
-           ev->total ? 100.0 * ev->correct / ev->total : 0.0, ev->correct, ev->total, ev->loss,
-           ev->margin, ev->recon);
+    if (m->cnn)
+        printf("accuracy %.2f%% (%d / %d), test loss %.4f (cross-entropy)\n\n",
+               ev->total ? 100.0 * ev->correct / ev->total : 0.0, ev->correct, ev->total,
+               ev->loss);
+    else
+        printf("accuracy %.2f%% (%d / %d), test loss %.4f (margin %.4f, reconstruction %.4f)\n\n",
+               ev->total ? 100.0 * ev->correct / ev->total : 0.0, ev->correct, ev->total,
+               ev->loss, ev->margin, ev->recon);
     if (nw)
         printf("class  %-*s  accuracy   correct / total\n", nw, "name");
     else
         printf("class  accuracy   correct / total\n");
     for (int j = 0; j < J; j++) {
         printf("%5d  ", j);
-        if (nw) printf("%-*s  ", nw, caps_class_name(m, j));
+        if (nw) printf("%-*s  ", nw, any_class_name(m, j));
         printf("%7.2f%%   %7d / %d\n",
                ev->class_total[j] ? 100.0 * ev->class_correct[j] / ev->class_total[j] : 0.0,
                ev->class_correct[j], ev->class_total[j]);
@@ -72,17 +141,20 @@ static void print_eval_text(const capsnet *m, const caps_eval *ev, const char *m
     printf("\n");
     for (int i = 0; i < J; i++) {
         printf("%6d", i);
-        if (nw) printf("  %-*s", nw, caps_class_name(m, i));
+        if (nw) printf("  %-*s", nw, any_class_name(m, i));
         for (int j = 0; j < J; j++) printf("%6d", ev->confusion[i * J + j]);
         printf("\n");
     }
 }
 
-static void print_eval_json(const capsnet *m, const caps_eval *ev, const char *model,
+static void print_eval_json(const any_model *m, const caps_eval *ev, const char *model,
                             const char *data, const caps_affine *affine) {
     int J = ev->num_classes;
     printf("{\"model\": ");
     json_string(stdout, model);
+    if (m->cnn)
+        printf(", \"arch\": \"%s\", \"parameters\": %zu", cnn_arch_name(&m->cnn->cfg),
+               m->cnn->num_params);
     printf(", \"data\": ");
     json_string(stdout, data);
     if (affine)
@@ -95,9 +167,9 @@ static void print_eval_json(const capsnet *m, const caps_eval *ev, const char *m
            ev->margin, ev->recon);
     for (int j = 0; j < J; j++) {
         printf("%s{\"class\": %d, ", j ? ", " : "", j);
-        if (caps_class_name(m, j)) {
+        if (any_class_name(m, j)) {
             printf("\"name\": ");
-            json_string(stdout, caps_class_name(m, j));
+            json_string(stdout, any_class_name(m, j));
             printf(", ");
         }
         printf("\"accuracy\": %.6f, \"correct\": %d, \"total\": %d}",
@@ -119,18 +191,21 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 /* The --per-image file: one line per image, every capsule length to the last bit. */
-static void write_per_image(FILE *f, const caps_eval *ev, const caps_dataset *ds, int jsonl) {
+static void write_per_image(FILE *f, const caps_eval *ev, const caps_dataset *ds, int jsonl,
+                            int cnn) {
     int J = ev->num_classes;
+    /* A CNN's scores are its softmax probabilities, a capsule network's capsule lengths. */
+    const char *what = cnn ? "probability" : "length";
     if (!jsonl) {
         fprintf(f, "index,label,prediction");
-        for (int j = 0; j < J; j++) fprintf(f, ",length_%d", j);
+        for (int j = 0; j < J; j++) fprintf(f, ",%s_%d", what, j);
         fprintf(f, "\n");
     }
     for (int i = 0; i < ev->total; i++) {
         const float *len = ev->lengths + (size_t)i * J;
         if (jsonl)
-            fprintf(f, "{\"index\": %d, \"label\": %d, \"prediction\": %d, \"lengths\": [", i,
-                    ds->labels[i], ev->pred[i]);
+            fprintf(f, "{\"index\": %d, \"label\": %d, \"prediction\": %d, \"%s\": [", i,
+                    ds->labels[i], ev->pred[i], cnn ? "probabilities" : "lengths");
         else
             fprintf(f, "%d,%d,%d", i, ds->labels[i], ev->pred[i]);
         for (int j = 0; j < J; j++)
@@ -159,9 +234,8 @@ static int parse_rotations(const char *spec, double *deg, int *n) {
 /* The rotation sweep: accuracy on the test images each rotated by a random angle within
  * [-D, D] (no shift), for every D; the same draws for the same --seed. A table, or one JSON
  * object with {"max_degrees", "accuracy", "correct", "total"} per angle. */
-static int rotation_sweep(capsnet *m, const caps_dataset *test, int limit, float recon_weight,
-                          const double *deg, int n, uint64_t seed, int json, const char *model,
-                          const char *data) {
+static int rotation_sweep(any_model *m, const caps_dataset *test, int limit, const double *deg,
+                          int n, uint64_t seed, int json, const char *model, const char *data) {
     if (json) {
         printf("{\"model\": ");
         json_string(stdout, model);
@@ -183,7 +257,7 @@ static int rotation_sweep(capsnet *m, const caps_dataset *test, int limit, float
         snprintf(what, sizeof what, "rotation %g", deg[k]);
         progress_ctx pc = {what, !isatty(STDERR_FILENO), 1, 0, 0.0, 0};
         if (caps_affine_parse(&affine, spec, seed, &err) ||
-            caps_evaluate(m, test, limit, recon_weight, &affine, &ev, on_progress, &pc, &err)) {
+            any_evaluate(m, test, limit, &affine, &ev, on_progress, &pc, &err)) {
             print_error(&err);
             return EXIT_FAILURE;
         }
@@ -243,20 +317,16 @@ int cmd_test(int argc, char **argv) {
     }
     caps_set_threads(threads);
     caps_error err;
-    capsnet *m = NULL;
-    caps_train_state st;
-    if (caps_model_load(&m, &st, NULL, model, batch, &opt, &err)) {
-        print_error(&err);
-        return EXIT_FAILURE;
-    }
+    any_model m;
+    if ((rc = any_load(&m, "test", model, batch, &opt, device, 0))) return rc;
     caps_dataset test = {0};
     caps_atomic_file out = {0};
     int status = EXIT_FAILURE;
-    if (caps_dataset_load(&test, data, 0, capsnet_config(m)->num_classes, &err)) {
+    if (caps_dataset_load(&test, data, 0, any_classes(&m), &err)) {
         print_error(&err);
         goto done;
     }
-    int side = capsnet_config(m)->image_size;
+    int side = m.caps ? capsnet_config(m.caps)->image_size : m.cnn->cfg.image_size;
     if (canvas && caps_dataset_pad(&test, canvas, &err)) {
         print_error(&err);
         fprintf(stderr, "hint: --canvas %d or more\n",
@@ -273,8 +343,7 @@ int cmd_test(int argc, char **argv) {
         goto done;
     }
     if (rotations) {
-        status = rotation_sweep(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f,
-                                sweep, nsweep, seed, json, model, data);
+        status = rotation_sweep(&m, &test, limit, sweep, nsweep, seed, json, model, data);
         goto done;
     }
     /* Opened before the evaluation, so that an unwritable path fails at once. */
@@ -284,15 +353,13 @@ int cmd_test(int argc, char **argv) {
     }
     progress_ctx pc = {"testing", !isatty(STDERR_FILENO), 1, 0, 0.0, 0};
     caps_eval ev;
-    if (caps_evaluate(m, &test, limit, st.recon_weight > 0 ? st.recon_weight : 0.0f,
-                      aff ? &affine : NULL, &ev,
-                      on_progress, &pc, &err)) {
+    if (any_evaluate(&m, &test, limit, aff ? &affine : NULL, &ev, on_progress, &pc, &err)) {
         print_error(&err);
         goto done;
     }
     clear_live_line(&pc);
     if (per_image) {
-        write_per_image(out.f, &ev, &test, ends_with(per_image, ".jsonl"));
+        write_per_image(out.f, &ev, &test, ends_with(per_image, ".jsonl"), m.cnn != NULL);
         if (caps_atomic_commit(&out, &err)) { /* closes out.f, written or not */
             print_error(&err);
             caps_eval_free(&ev);
@@ -300,15 +367,15 @@ int cmd_test(int argc, char **argv) {
         }
     }
     if (json)
-        print_eval_json(m, &ev, model, data, aff ? &affine : NULL);
+        print_eval_json(&m, &ev, model, data, aff ? &affine : NULL);
     else
-        print_eval_text(m, &ev, model, data, aff ? &affine : NULL);
+        print_eval_text(&m, &ev, model, data, aff ? &affine : NULL);
     caps_eval_free(&ev);
     status = EXIT_SUCCESS;
 done:
     if (out.f) caps_atomic_abort(&out);
     caps_dataset_free(&test);
-    capsnet_free(m);
+    any_free(&m);
     return status;
 }
 
@@ -353,16 +420,21 @@ int cmd_predict(int argc, char **argv) {
     }
     caps_set_threads(threads);
     caps_error err;
-    capsnet *m = NULL;
-    if (caps_model_load(&m, NULL, NULL, model, 1, &opt, &err)) {
-        print_error(&err);
+    any_model m;
+    if ((rc = any_load(&m, "predict", model, 1, &opt, device, 0))) {
         free(files);
-        return EXIT_FAILURE;
+        return rc;
     }
-    const caps_config *cfg = capsnet_config(m);
-    int S = cfg->image_size, C = cfg->in_channels, J = cfg->num_classes, failures = 0;
+    int S, C, J = any_classes(&m), failures = 0;
+    if (m.caps) {
+        S = capsnet_config(m.caps)->image_size;
+        C = capsnet_config(m.caps)->in_channels;
+    } else {
+        S = m.cnn->cfg.image_size;
+        C = m.cnn->cfg.in_channels;
+    }
     if (C != 1 && C != 3) {
-        capsnet_free(m);
+        any_free(&m);
         free(files);
         return fail_runtime("%s: predict reads gray (1 channel) or colour (3 channel) images; "
                             "this model takes %d channels",
@@ -370,20 +442,31 @@ int cmd_predict(int argc, char **argv) {
     }
     float *x = malloc((size_t)C * S * S * sizeof(float));
     if (!x) {
-        capsnet_free(m);
+        any_free(&m);
         free(files);
         return fail_runtime("out of memory");
     }
+    /* A capsule network scores a class by its capsule's length, the CNN by its softmax
+     * probability. */
+    const char *what = m.caps ? "length" : "probability";
     for (int f = 0; f < npos; f++) {
         if (caps_image_load_channels(files[f], x, C, S, S, &err)) {
             print_error(&err);
             failures++;
             continue;
         }
-        capsnet_forward(m, x, NULL, 1, CAPS_MASK_PREDICTED, 0.0f);
-        int cls = capsnet_predictions(m)[0];
-        const float *len = capsnet_lengths(m);
-        const char *name = caps_class_name(m, cls);
+        int cls;
+        const float *len;
+        if (m.caps) {
+            capsnet_forward(m.caps, x, NULL, 1, CAPS_MASK_PREDICTED, 0.0f);
+            cls = capsnet_predictions(m.caps)[0];
+            len = capsnet_lengths(m.caps);
+        } else {
+            caps_cnn_forward(m.cnn, x, NULL, 1, 0, 0);
+            cls = m.cnn->pred[0];
+            len = m.cnn->a.prob;
+        }
+        const char *name = any_class_name(&m, cls);
         if (json) {
             printf("{\"file\": ");
             json_string(stdout, files[f]);
@@ -393,20 +476,21 @@ int cmd_predict(int argc, char **argv) {
                 json_string(stdout, name);
                 printf(", ");
             }
-            printf("\"lengths\": [");
+            printf("\"%s\": [", m.caps ? "lengths" : "probabilities");
             for (int j = 0; j < J; j++) printf("%s%.9g", j ? ", " : "", (double)len[j]);
             printf("]}\n");
         } else {
             printf("%s: class %d", files[f], cls);
             if (name) printf(" (%s)", name);
-            printf(" (length %.3f); lengths", (double)len[cls]);
+            printf(" (%s %.3f); %s", what, (double)len[cls],
+                   m.caps ? "lengths" : "probabilities");
             for (int j = 0; j < J; j++) printf(" %d:%.3f", j, (double)len[j]);
             printf("\n");
         }
     }
     free(x);
     free(files);
-    capsnet_free(m);
+    any_free(&m);
     return failures ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
@@ -473,6 +557,57 @@ static int compare_models(const capsnet *a, const char *a_path, const char *b_pa
     return rc;
 }
 
+/* capsnet info on a baseline CNN's file: which configuration, its training state, its log;
+ * --compare against another CNN file: the largest weight difference per tensor. */
+static int info_cnn(const char *model, const char *other) {
+    any_model am;
+    int rc = any_load(&am, "info", model, 1, NULL, NULL, 1);
+    if (rc) return rc;
+    const caps_cnn *m = am.cnn;
+    const caps_cnn_config *c = &m->cfg;
+    const caps_train_state *st = &am.st;
+    printf("%s: capsnet baseline CNN model file (arch %s), checksum ok\n", model,
+           cnn_arch_name(c));
+    printf("parameters %zu, Adam steps %lld, %.3g GFLOP forward an image\n", m->num_params,
+           (long long)m->adam_t, caps_cnn_flops_forward(c) / 1e9);
+    printf("config: image_size=%d in_channels=%d conv1_channels=%d conv2_channels=%d "
+           "conv3_channels=%d kernel=%d fc1=%d fc2=%d num_classes=%d dropout=%g\n",
+           c->image_size, c->in_channels, c->conv1_channels, c->conv2_channels,
+           c->conv3_channels, c->kernel, c->fc1, c->fc2, c->num_classes, (double)c->dropout);
+    printf("training: epochs done %d, batch %lld of the next, batch size %d, lr %g, decay %g, "
+           "shift %d, limit %d, seed %llu\n",
+           st->epoch, (long long)st->batch_in_epoch, st->batch, (double)st->lr,
+           (double)st->lr_decay, st->max_shift, st->limit, (unsigned long long)st->seed);
+    if (m->class_names) {
+        printf("classes:");
+        for (int j = 0; j < c->num_classes; j++) printf(" %d=%s", j, m->class_names[j]);
+        printf("\n");
+    } else {
+        printf("classes: %d, unnamed\n", c->num_classes);
+    }
+    if (am.log && *am.log) printf("log:\n%s", am.log);
+    if (other) {
+        any_model bm;
+        rc = any_load(&bm, "info", other, 1, NULL, NULL, 0);
+        if (!rc && (!bm.cnn || bm.cnn->num_params != m->num_params ||
+                    memcmp(&bm.cnn->cfg, c, sizeof *c) != 0))
+            rc = fail_runtime("%s: another network or configuration than %s's; nothing to "
+                              "compare", other, model);
+        for (int t = 0; !rc && t < CNN_NUM_PARAM_TENSORS; t++) {
+            double gap = 0.0;
+            for (size_t i = 0; i < m->param_sizes[t]; i++)
+                gap = fmax(gap, fabs((double)bm.cnn->w[t][i] - m->w[t][i]));
+            printf("compare %-12s largest difference %.3g\n", caps_cnn_param_name(t), gap);
+        }
+        if (!rc)
+            printf("compare: %s against %s: Adam steps %lld and %lld\n", other, model,
+                   (long long)m->adam_t, (long long)bm.cnn->adam_t);
+        any_free(&bm);
+    }
+    any_free(&am);
+    return rc;
+}
+
 int cmd_info(int argc, char **argv) {
     const char *model = NULL, *other = NULL;
     option opts[] = {
@@ -485,6 +620,7 @@ int cmd_info(int argc, char **argv) {
     int rc = parse_command("info", info_usage, opts, 2, argc, argv, pos, 0, &npos, &done);
     if (done) return rc;
     if (!model) return fail_usage("info", "--model is required");
+    if (caps_cnn_is_model_file(model)) return info_cnn(model, other);
     caps_error err;
     capsnet *m = NULL;
     caps_train_state st;

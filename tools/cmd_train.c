@@ -18,19 +18,23 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cnn.h"
 #include "parallel.h"
 #include "util.h"
 
-/* The log sits beside the model: mnist.caps -> mnist.csv, other names get ".csv" added. */
-static void log_path_for(char *out, size_t n, const char *model) {
+/* The log sits beside the model: mnist.caps or mnist.cnn -> mnist.csv, other names get
+ * ".csv" added. */
+void train_log_path(char *out, size_t n, const char *model) {
     size_t len = strlen(model);
     if (len > 5 && strcmp(model + len - 5, ".caps") == 0)
         snprintf(out, n, "%.*s.csv", (int)(len - 5), model);
+    else if (len > 4 && strcmp(model + len - 4, ".cnn") == 0) /* the baseline CNN's */
+        snprintf(out, n, "%.*s.csv", (int)(len - 4), model);
     else
         snprintf(out, n, "%s.csv", model);
 }
 
-static int file_exists(const char *path) {
+int file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0;
 }
@@ -135,52 +139,80 @@ static void extra_class_name(char *out, size_t size, int k, int n, int J) {
         snprintf(out, size, "extra-%d", k - n + 1);
 }
 
-/* Gives m the names of its classes: from names_path (--class-names), else from the data,
- * padded for capsules beyond the data's classes. A resumed model that has names keeps them,
- * and names given now must be the same: a label has to mean the class it meant before. */
-static int apply_class_names(capsnet *m, const char *names_path, const caps_dataset *ds,
-                             const char *data, const char *model) {
-    int J = capsnet_config(m)->num_classes, n = 0, rc = CAPS_OK;
-    char **names = NULL;
-    const char *from = data;
+/* The names of a run's J classes: from names_path (--class-names), else from the data,
+ * padded for classes beyond the data's; *n = 0 and *names NULL when nothing names them.
+ * *from: what named them. 0, or EXIT_FAILURE with a message. */
+int train_class_names(const char *names_path, const caps_dataset *ds, int J, const char *data,
+                      int *n, char ***names, const char **from) {
     caps_error err;
+    *n = 0;
+    *names = NULL;
+    *from = data;
     if (names_path) {
-        if (caps_class_names_read(names_path, &n, &names, &err)) {
+        if (caps_class_names_read(names_path, n, names, &err)) {
             print_error(&err);
             return EXIT_FAILURE;
         }
-        if (n != J) {
-            caps_class_names_free(n, names);
-            return fail_runtime("%s: %d names for %d classes (expected one name a class, a "
-                                "line each)", names_path, n, J);
+        if (*n != J) {
+            caps_class_names_free(*n, *names);
+            fail_runtime("%s: %d names for %d classes (expected one name a class, a line each)",
+                         names_path, *n, J);
+            *n = 0;
+            *names = NULL;
+            return EXIT_FAILURE;
         }
-        from = names_path;
+        *from = names_path;
     } else if (ds->num_names > 0) {
         char extra[32];
-        n = J;
-        names = calloc((size_t)J, sizeof *names);
-        for (int k = 0; names && k < J; k++) {
+        char **v = calloc((size_t)J, sizeof *v);
+        for (int k = 0; v && k < J; k++) {
             if (k >= ds->num_names) extra_class_name(extra, sizeof extra, k, ds->num_names, J);
             const char *src = k < ds->num_names ? ds->class_names[k] : extra;
-            names[k] = malloc(strlen(src) + 1);
-            if (!names[k]) break;
-            strcpy(names[k], src);
+            v[k] = malloc(strlen(src) + 1);
+            if (!v[k]) break;
+            strcpy(v[k], src);
         }
-        if (!names || !names[J - 1]) {
-            caps_class_names_free(J, names);
+        if (!v || !v[J - 1]) {
+            caps_class_names_free(J, v);
             return fail_runtime("out of memory");
         }
-    } else {
-        return EXIT_SUCCESS; /* nothing names the classes: the model's stay as they are */
+        *n = J;
+        *names = v;
     }
+    return EXIT_SUCCESS;
+}
+
+/* A resumed model's names (have[k]) must be those given now: a label has to mean the class
+ * it meant before. 0, or EXIT_FAILURE saying which differs. */
+int train_same_class_names(const char *const *have, char *const *names, int J, const char *from,
+                           const char *model) {
+    for (int k = 0; k < J; k++)
+        if (strcmp(have[k], names[k]) != 0) {
+            fail_runtime("%s names class %d '%s', but %s calls it '%s'", from, k, names[k], model,
+                         have[k]);
+            fprintf(stderr, "hint: a label must mean the class it meant when the model "
+                            "was trained; use the same data or names file\n");
+            return EXIT_FAILURE;
+        }
+    return EXIT_SUCCESS;
+}
+
+/* Gives m the names of its classes (train_class_names). A resumed model that has names
+ * keeps them, and names given now must be the same. */
+static int apply_class_names(capsnet *m, const char *names_path, const caps_dataset *ds,
+                             const char *data, const char *model) {
+    int J = capsnet_config(m)->num_classes, n, rc;
+    char **names;
+    const char *from;
+    caps_error err;
+    if ((rc = train_class_names(names_path, ds, J, data, &n, &names, &from))) return rc;
+    if (n == 0) return EXIT_SUCCESS; /* nothing names the classes: the model's stay as they are */
     if (caps_class_name(m, 0)) {
-        for (int k = 0; k < J && !rc; k++)
-            if (strcmp(caps_class_name(m, k), names[k]) != 0) {
-                rc = fail_runtime("%s names class %d '%s', but %s calls it '%s'", from, k,
-                                  names[k], model, caps_class_name(m, k));
-                fprintf(stderr, "hint: a label must mean the class it meant when the model "
-                                "was trained; use the same data or names file\n");
-            }
+        const char **have = malloc((size_t)J * sizeof *have);
+        if (!have) rc = fail_runtime("out of memory");
+        for (int k = 0; have && k < J; k++) have[k] = caps_class_name(m, k);
+        if (have) rc = train_same_class_names(have, names, J, from, model);
+        free(have);
     } else if (caps_set_class_names(m, n, (const char *const *)names, &err)) {
         print_error(&err);
         rc = EXIT_FAILURE;
@@ -191,9 +223,6 @@ static int apply_class_names(capsnet *m, const char *names_path, const caps_data
 
 /* ------------------------------------------------------------------------ train */
 
-#define CSV_HEADER                                                                      \
-    "epoch,train_loss,train_margin_loss,train_recon_loss,test_loss,test_accuracy,"      \
-    "train_seconds,train_images_per_s,learning_rate,test_seconds\n"
 
 static const char train_usage[] =
     "Usage: capsnet train [--data DIR] [--out MODEL] [options]\n"
@@ -213,6 +242,10 @@ static const char train_usage[] =
     "--canvas N first places every image at the centre of an N x N black canvas: with --shift\n"
     "the digits then move anywhere on it, the training of the paper's affNIST experiment\n"
     "(--canvas 40 --shift 6; capsnet data --make-affnist writes its test set).\n"
+    "--arch cnn trains the paper's baseline CNN instead (section 5: conv 256, 256, 128, fc\n"
+    "328, 192, dropout, softmax; 35.4M parameters), cnn-small one of about the capsule\n"
+    "network's cost (conv 80, 80, 40; 10.6M); the same data, shifts, Adam, log and resume,\n"
+    "on the CPU in one process; test, predict and info read its model file.\n"
     "\n"
     "Options:\n";
 
@@ -220,7 +253,7 @@ int cmd_train(int argc, char **argv) {
     const char *data = "data/mnist", *out = "mnist.caps", *config_spec = NULL, *device = "cpu";
     int epochs = 3, routing = 3, no_recon = 0, test_limit = 0, threads = 0, resume = 0;
     int overwrite = 0, classes = 0, quiet = 0, tf32 = 0, no_overlap = 0, canvas = 0;
-    const char *names_path = NULL, *step_log_path = NULL;
+    const char *names_path = NULL, *step_log_path = NULL, *arch = NULL, *cnn_spec = NULL;
     caps_train_state st;
     caps_train_state_default(&st);
     float lr = st.lr, lr_decay = st.lr_decay, recon_weight = st.recon_weight;
@@ -228,6 +261,10 @@ int cmd_train(int argc, char **argv) {
     uint64_t seed = st.seed;
     option opts[] = {
         {"data", OPT_STRING, &data, 0, 0, "DIR", "data folder (default data/mnist)", 0},
+        {"arch", OPT_STRING, &arch, 0, 0, "A",
+         "capsnet (default), cnn (the paper's baseline CNN) or cnn-small (its cost)", 0},
+        {"cnn-config", OPT_STRING, &cnn_spec, 0, 0, "K=V,..",
+         "CNN shapes, e.g. conv1_channels=8,conv2_channels=8,conv3_channels=4,fc1=32,fc2=16", 0},
         {"out", OPT_STRING, &out, 0, 0, "MODEL", "model file to write (default mnist.caps)", 0},
         {"epochs", OPT_INT, &epochs, 1, 100000, "N", "epochs in all, counting resumed ones (3)", 0},
         {"batch", OPT_INT, &batch, 1, 4096, "B", "images per step (100)", 0},
@@ -266,6 +303,42 @@ int cmd_train(int argc, char **argv) {
     if (resume && overwrite) return fail_usage("train", "--resume and --overwrite exclude each other");
     if (no_recon && find_option(opts, nopts, "recon-weight")->given)
         return fail_usage("train", "--no-recon and --recon-weight exclude each other");
+    /* The baseline CNN (cmd_train_cnn.c): chosen by --arch, or on --resume by the file. */
+    int cnn = arch && strncmp(arch, "cnn", 3) == 0;
+    if (arch && strcmp(arch, "capsnet") && strcmp(arch, "cnn") && strcmp(arch, "cnn-small"))
+        return fail_usage("train", "--arch %s: expected capsnet, cnn or cnn-small", arch);
+    if (resume && file_exists(out)) {
+        int file_cnn = caps_cnn_is_model_file(out);
+        if (arch && file_cnn != cnn)
+            return fail_usage("train", "--arch %s, but %s is a %s model; resume it without "
+                              "--arch or with --arch %s", arch, out,
+                              file_cnn ? "baseline CNN" : "capsule network",
+                              file_cnn ? "cnn" : "capsnet");
+        cnn = file_cnn;
+    }
+    if (cnn_spec && !cnn) return fail_usage("train", "--cnn-config is for --arch cnn or cnn-small");
+    if (cnn) {
+        static const char *const capsule_only[] = {"routing", "no-recon", "recon-weight",
+                                                   "config", "no-overlap", "tf32"};
+        for (size_t k = 0; k < sizeof capsule_only / sizeof capsule_only[0]; k++)
+            if (find_option(opts, nopts, capsule_only[k])->given)
+                return fail_usage("train", "--%s is for the capsule network, not the baseline "
+                                  "CNN", capsule_only[k]);
+        if (strcmp(device, "cpu") != 0)
+            return fail_usage("train", "--device %s: the CNN runs on the CPU only", device);
+        if (par_size() > 1) return fail_runtime("the baseline CNN trains in one process only");
+        cnn_train_args a = {data, out, names_path, step_log_path, arch, cnn_spec, epochs,
+                            test_limit, threads, resume, overwrite, quiet, classes, canvas, st,
+                            opts, nopts};
+        a.st.lr = lr;
+        a.st.lr_decay = lr_decay;
+        a.st.batch = batch;
+        a.st.max_shift = shift;
+        a.st.limit = limit;
+        a.st.seed = seed;
+        a.st.recon_weight = 0.0f;
+        return train_cnn(&a);
+    }
     caps_options opt;
     if ((rc = device_options(&opt, "train", device, tf32))) return rc;
     /* Many processes: the same command everywhere; process 0 alone prints and writes. */
@@ -294,7 +367,7 @@ int cmd_train(int argc, char **argv) {
     char *log = NULL;
     int status = EXIT_FAILURE;
     char log_path[4200];
-    log_path_for(log_path, sizeof log_path, out);
+    train_log_path(log_path, sizeof log_path, out);
 
     if (resume) {
         caps_config fcfg;
