@@ -22,18 +22,7 @@
 /* The data must have the shape the network was built for. */
 static int check_shape(const caps_cnn *m, const caps_dataset *ds, caps_error *err) {
     const caps_cnn_config *c = &m->cfg;
-    if (ds->rows != c->image_size || ds->cols != c->image_size ||
-        ds->channels != c->in_channels)
-        return caps_fail(err, CAPS_ERR_ARG,
-                         "data: image shape differs from the model's (expected %dx%dx%d, got "
-                         "%dx%dx%d)", c->image_size, c->image_size, c->in_channels, ds->rows,
-                         ds->cols, ds->channels);
-    for (int k = 0; k < ds->count; k++)
-        if (ds->labels[k] >= c->num_classes)
-            return caps_fail(err, CAPS_ERR_ARG,
-                             "data: label %d of image %d out of range (expected 0..%d)",
-                             ds->labels[k], k, c->num_classes - 1);
-    return CAPS_OK;
+    return caps_epoch_check_data(ds, c->image_size, c->in_channels, c->num_classes, err);
 }
 
 /* Dropout's seed for batch bi of epoch: its own function of (seed, epoch, batch); the

@@ -17,5 +17,8 @@
 void caps_epoch_order(int *order, int n, uint64_t seed, int epoch);
 /* The generator of batch bi's shifts in epoch (its own stream: never the shuffle's). */
 void caps_epoch_shift_rng(caps_rng *r, uint64_t seed, int epoch, int bi);
+/* The data must have the shape the network was built for: S x S images of C channels,
+ * labels below J. CAPS_ERR_ARG saying what differs. */
+int caps_epoch_check_data(const caps_dataset *ds, int S, int C, int J, caps_error *err);
 
 #endif /* CAPS_EPOCH_H */

@@ -39,18 +39,7 @@ float caps_train_lr(const caps_train_state *st, int epoch) {
 /* The data must have the shape the network was built for. */
 static int check_shape(const capsnet *m, const caps_dataset *ds, caps_error *err) {
     const caps_config *c = capsnet_config(m);
-    if (ds->rows != c->image_size || ds->cols != c->image_size ||
-        ds->channels != c->in_channels)
-        return caps_fail(err, CAPS_ERR_ARG,
-                         "data: image shape differs from the model's (expected %dx%dx%d, got "
-                         "%dx%dx%d)", c->image_size, c->image_size, c->in_channels, ds->rows,
-                         ds->cols, ds->channels);
-    for (int k = 0; k < ds->count; k++)
-        if (ds->labels[k] >= c->num_classes)
-            return caps_fail(err, CAPS_ERR_ARG,
-                             "data: label %d of image %d out of range (expected 0..%d)",
-                             ds->labels[k], k, c->num_classes - 1);
-    return CAPS_OK;
+    return caps_epoch_check_data(ds, c->image_size, c->in_channels, c->num_classes, err);
 }
 
 void caps_batch_share(int n, int rank, int size, int *first, int *count) {
