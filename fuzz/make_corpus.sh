@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz/make_corpus.sh: regenerates the seed corpora in fuzz/corpus/{idx,model,image,data}.
+# fuzz/make_corpus.sh: regenerates the seed corpora in fuzz/corpus/{idx,model,cnn,image,data}.
 # Not needed to fuzz (the seeds are committed); run it from the repository root after a
 # format change. Needs python3 and a C compiler; model seeds are written by the library's
 # own caps_model_save, so they are exactly what capsnet writes.
@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 out=fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rm -f "$out"/idx/* "$out"/model/* "$out"/image/* "$out"/data/*
-mkdir -p "$out"/idx "$out"/model "$out"/image "$out"/data
+rm -f "$out"/idx/* "$out"/model/* "$out"/cnn/* "$out"/image/* "$out"/data/*
+mkdir -p "$out"/idx "$out"/model "$out"/cnn "$out"/image "$out"/data
 
 # ---------------------------------------------------------------- model files (C, the library)
 cat > "$tmp/gen_model.c" <<'EOF'
@@ -75,6 +75,43 @@ ar rcs "$tmp/libcapsnet.a" "$tmp"/*.o
 ${CC:-cc} $cflags "$tmp/gen_model.c" "$tmp/libcapsnet.a" -o "$tmp/gen_model" -lpng -lz -lm
 "$tmp/gen_model" "$tmp"
 
+# ---------------------------------------------------------------- baseline CNN files (C)
+cat > "$tmp/gen_cnn.c" <<'EOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include "cnn.h"
+/* Writes dir/name from a CNN of cfg, trained state or not, with a log and names or not. */
+static void save(const char *dir, const char *name, caps_cnn_config c, const char *log,
+                 int variant, const char *const *names) {
+    caps_cnn *m; caps_error err; caps_train_state st; char path[512];
+    if (caps_cnn_create(&m, &c, 1, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    if (names && caps_cnn_set_class_names(m, c.num_classes, names, &err)) {
+        fprintf(stderr, "%s\n", err.msg); exit(1);
+    }
+    caps_cnn_init_weights(m, 7 + (uint64_t)variant);
+    caps_train_state_default(&st);
+    st.recon_weight = 0;
+    if (variant) st.epoch = 2, st.batch_in_epoch = 5, st.epoch_images = 50, st.epoch_loss_sum = 9.5;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (caps_cnn_save(m, &st, log, path, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    caps_cnn_free(m);
+}
+int main(int argc, char **argv) {
+    (void)argc;
+    /* image, channels, conv 1-3, kernel, fc1, fc2, classes, dropout: a few hundred weights */
+    caps_cnn_config a = {4, 1, 2, 2, 1, 3, 3, 2, 3, 0.5f};
+    caps_cnn_config b = {5, 3, 1, 2, 1, 1, 2, 2, 2, 0.0f};
+    const char *names[] = {"zero", "one", "two"};
+    save(argv[1], "tiny_a.cnn", a, "epoch,train_loss\n1,0.5\n", 0, NULL);
+    save(argv[1], "tiny_a_resume.cnn", a, NULL, 1, NULL);
+    save(argv[1], "tiny_a_named.cnn", a, "x", 0, names);
+    save(argv[1], "tiny_b.cnn", b, NULL, 1, NULL);
+    return 0;
+}
+EOF
+${CC:-cc} $cflags "$tmp/gen_cnn.c" "$tmp/libcapsnet.a" -o "$tmp/gen_cnn" -lpng -lz -lm
+"$tmp/gen_cnn" "$tmp"
+
 # ---------------------------------------------------------------- the rest (python3)
 python3 - "$tmp" "$out" <<'EOF'
 import gzip, struct, sys, zlib
@@ -103,6 +140,15 @@ em = bytearray(good[:-4]); em[192:208] = b"em".ljust(16, b"\0")
 put("model", "unknown_routing", bytes(em) + struct.pack("<I", zlib.crc32(bytes(em))))
 bigl = bytearray(good); bigl[184:192] = struct.pack("<Q", 1 << 40); put("model", "huge_log", bytes(bigl))
 put("model", "not_model", b"\x89PNG\r\n\x1a\n" + good[8:64])
+
+# Baseline CNN files: the library's seeds, damaged variants, and a capsule file among them.
+cnn = open(f"{tmp}/tiny_a.cnn", "rb").read()
+for n in ["tiny_a", "tiny_a_resume", "tiny_a_named", "tiny_b"]:
+    put("cnn", n, open(f"{tmp}/{n}.cnn", "rb").read())
+put("cnn", "cut_header", cnn[:90])
+put("cnn", "one_byte_short", cnn[:-1])
+flip = bytearray(cnn); flip[len(cnn) // 2] ^= 0x40; put("cnn", "bad_crc", bytes(flip))
+put("cnn", "capsule_file", good)
 
 # IDX pairs: a 2-byte big-endian split, the image file, the label file.
 def idx_images(n, rows, cols, ch=None, seed=1):

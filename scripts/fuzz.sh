@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh [SECONDS] [TARGET...]: builds the libFuzzer targets of fuzz/ with clang,
 # AddressSanitizer and UndefinedBehaviorSanitizer, and runs each for SECONDS (default 30)
-# on a scratch copy of its seed corpus. TARGETs: idx, model, image, data (default: all four;
+# on a scratch copy of its seed corpus. TARGETs: idx, model, cnn, image, data (default: all five;
 # "fuzz_idx" works too). One line per target:
 #   fuzz_idx: 123456 runs in 30 s, 0 crashes (cov 812, corpus 17 -> 230)
 # Exits 1 if any target crashed, leaked, timed out or ran out of memory, after printing the
@@ -12,21 +12,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { echo "usage: scripts/fuzz.sh [SECONDS] [idx|model|image|data ...]" >&2; exit 2; }
+usage() { echo "usage: scripts/fuzz.sh [SECONDS] [idx|model|cnn|image|data ...]" >&2; exit 2; }
 secs=30
 if [ $# -gt 0 ] && [[ $1 =~ ^[0-9]+$ ]]; then secs=$1; shift; fi
 [ "$secs" -ge 1 ] || usage
 targets=()
-for t in "${@:-idx model image data}"; do
+for t in "${@:-idx model cnn image data}"; do
     for u in $t; do
         u=${u#fuzz_}
-        case $u in idx|model|image|data) targets+=("$u") ;; *) usage ;; esac
+        case $u in idx|model|cnn|image|data) targets+=("$u") ;; *) usage ;; esac
     done
 done
 
 # Longest input per target: a few times the largest seed, so inputs can grow but each run
 # stays fast (fuzz_model also skips inputs over 1 MB by itself).
-max_len() { case $1 in idx) echo 16384 ;; model) echo 32768 ;; image) echo 16384 ;; data) echo 16384 ;; esac; }
+max_len() { case $1 in idx) echo 16384 ;; model|cnn) echo 32768 ;; image) echo 16384 ;; data) echo 16384 ;; esac; }
 
 CC=${FUZZ_CC:-clang}
 out=build-fuzz
