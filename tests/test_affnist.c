@@ -125,8 +125,8 @@ TEST(affnist_is_deterministic_per_seed_and_index) {
     src.num_names = 10;
     src.class_names = calloc(10, sizeof(char *));
     for (int j = 0; j < 10; j++) {
-        src.class_names[j] = malloc(8);
-        snprintf(src.class_names[j], 8, "d%d", j);
+        src.class_names[j] = malloc(16); /* room for any int, as -Wformat-truncation asks */
+        snprintf(src.class_names[j], 16, "d%d", j);
     }
     caps_dataset a, b, half, other;
     caps_error err;
