@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "capsnet.h"
+
 static inline void put_u32(uint8_t **p, uint32_t v) {
     for (int k = 0; k < 4; k++) (*p)[k] = (uint8_t)(v >> (8 * k));
     *p += 4;
@@ -72,6 +74,51 @@ static inline double get_f64(const uint8_t **p) {
     double v;
     memcpy(&v, &u, sizeof v);
     return v;
+}
+
+/* The training state as both kinds of model file keep it (docs/model-format.md, offsets 72
+ * to 175 of a capsule file): the recipe, then where the run stands, Adam's step count among
+ * them, then the epoch's sums. */
+static inline void put_train_state(uint8_t **p, const caps_train_state *st, int64_t adam_t) {
+    put_f32(p, st->lr);
+    put_f32(p, st->lr_decay);
+    put_f32(p, st->beta1);
+    put_f32(p, st->beta2);
+    put_f32(p, st->adam_eps);
+    put_f32(p, st->recon_weight);
+    put_i32(p, st->batch);
+    put_i32(p, st->max_shift);
+    put_i32(p, st->limit);
+    put_u64(p, st->seed);
+    put_i32(p, st->epoch);
+    put_i64(p, st->batch_in_epoch);
+    put_i64(p, adam_t);
+    put_f64(p, st->epoch_loss_sum);
+    put_f64(p, st->epoch_margin_sum);
+    put_f64(p, st->epoch_recon_sum);
+    put_f64(p, st->epoch_seconds);
+    put_i64(p, st->epoch_images);
+}
+
+static inline void get_train_state(const uint8_t **p, caps_train_state *st, int64_t *adam_t) {
+    st->lr = get_f32(p);
+    st->lr_decay = get_f32(p);
+    st->beta1 = get_f32(p);
+    st->beta2 = get_f32(p);
+    st->adam_eps = get_f32(p);
+    st->recon_weight = get_f32(p);
+    st->batch = get_i32(p);
+    st->max_shift = get_i32(p);
+    st->limit = get_i32(p);
+    st->seed = get_u64(p);
+    st->epoch = get_i32(p);
+    st->batch_in_epoch = get_i64(p);
+    *adam_t = get_i64(p);
+    st->epoch_loss_sum = get_f64(p);
+    st->epoch_margin_sum = get_f64(p);
+    st->epoch_recon_sum = get_f64(p);
+    st->epoch_seconds = get_f64(p);
+    st->epoch_images = get_i64(p);
 }
 
 #endif /* CAPS_BYTES_H */
