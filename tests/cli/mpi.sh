@@ -23,10 +23,13 @@ if ! command -v mpirun > /dev/null 2>&1 || ! command -v mpicc > /dev/null 2>&1; 
 fi
 mpi=${CAPS_MPI_PROGRAM:-}
 if [ -z "$mpi" ]; then
-    # Built from this tree with the flags of a plain build, whatever make called this, and
-    # the core commands only (train, info: no presentation libraries needed).
-    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s MPI=1 FIGURES=0 BUILD=build-mpi WERROR=1 \
-        build-mpi/capsnet > "$work/make.out" 2>&1 || { cat "$work/make.out"; exit 1; }
+    # Built from this tree with the flags of a plain build, whatever make called this (make
+    # puts its command line's variables in the environment: SANITIZE=1 would give Open MPI
+    # to LeakSanitizer), and the core commands only (train, info: no presentation libraries).
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD -u SANITIZE -u CUDA -u CUDA_EMU -u BLAS \
+        -u NATIVE -u OMP -u FIGURES -u WERROR -u CAPS_SKIP_E2E \
+        make -s MPI=1 FIGURES=0 BUILD=build-mpi WERROR=1 build-mpi/capsnet \
+        > "$work/make.out" 2>&1 || { cat "$work/make.out"; exit 1; }
     mpi=$(pwd)/build-mpi/capsnet
 fi
 # As root (containers, CI) mpirun needs leave; more processes than cores are fine here.
