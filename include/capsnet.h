@@ -22,9 +22,9 @@
 /* The version of this header; capsnet_version() says which library is linked. The major
  * number changes when a call or a struct changes incompatibly (it is the soname's). */
 #define CAPSNET_VERSION_MAJOR 1
-#define CAPSNET_VERSION_MINOR 1
+#define CAPSNET_VERSION_MINOR 2
 #define CAPSNET_VERSION_PATCH 0
-#define CAPSNET_VERSION_STRING "1.1.0"
+#define CAPSNET_VERSION_STRING "1.2.0"
 #define CAPSNET_VERSION_NUMBER \
     (CAPSNET_VERSION_MAJOR * 10000 + CAPSNET_VERSION_MINOR * 100 + CAPSNET_VERSION_PATCH)
 
@@ -221,6 +221,15 @@ void capsnet_set_adam_t(capsnet *m, int64_t t);
  * Returns the mean loss over the batch (0 when labels is NULL). */
 float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int mask,
                       float recon_weight);
+/* MultiMNIST (section 6): images of two digits of different classes, labels_a[b] !=
+ * labels_b[b], both present in the margin loss; with recon_weight > 0 each digit is
+ * reconstructed from its own capsule and compared with that digit alone, target_a and
+ * target_b [B][C*H*W] in [0, 1]. The loss per image is margin + recon_weight (sse_a + sse_b)
+ * (capsnet_image_losses' sse is the sum); capsnet_backward follows as after
+ * capsnet_forward; capsnet_reconstruction holds the second digit's. Returns the mean loss. */
+float capsnet_forward_pair(capsnet *m, const float *x, const int *labels_a, const int *labels_b,
+                           const float *target_a, const float *target_b, int B,
+                           float recon_weight);
 /* Adds d(mean loss)/d(params) of the last forward pass into the gradients; once per forward
  * pass (a second call aborts: a backend may reuse a cache of the pass for a gradient). */
 void capsnet_backward(capsnet *m);

@@ -13,10 +13,14 @@
  * Within a pass, activations stay where the backend keeps them.
  *
  * A step's B is the batch of the pass (1 .. max_batch). Steps run in this order:
- *   forward:  input, conv1, primary, squash, digit, [decoder], [loss]
+ *   forward:  input, conv1, primary, squash, digit, [recon_target, decoder, loss]
  *   backward: backward_begin, loss, [decoder], digit, squash, primary, conv1
  * and backward steps read the caches of the forward pass just before them, once: a backward
  * pass may overwrite a cache it no longer needs (capsnet_backward allows one per forward).
+ * With two digits in an image (MultiMNIST), each has its own reconstruction: forward runs
+ * [recon_target, decoder, loss] once per digit, and backward, after the second digit's
+ * decoder backward, runs the first digit's recon_target and decoder forward again and its
+ * decoder backward (the decoder keeps the caches of one pass at a time).
  */
 #ifndef CAPS_BACKEND_H
 #define CAPS_BACKEND_H
@@ -61,20 +65,28 @@ typedef struct {
     /* The decoder on capsule cls[b] of each image: of v_host [B][J][E] when given, else of
      * this pass's v. */
     void (*decoder_forward)(caps_backend_state *s, const float *v_host, const int *cls, int B);
-    /* Per image: margin[b] (eq. 4) and, when decoder, sse[b] = |recon - x|^2. */
+    /* What the reconstruction is compared with from now on: target [B][P] (host memory; a
+     * copy is kept), or NULL for the input of the pass (x). */
+    void (*recon_target)(caps_backend_state *s, const float *target, int B);
+    /* Per image: margin[b] (eq. 4; the classes labels[b] and, when labels2, labels2[b]
+     * present) and, when decoder, sse[b] = |recon - target|^2. */
     void (*loss_forward)(caps_backend_state *s, float *margin, float *sse, const int *labels,
-                         int decoder, int B);
+                         const int *labels2, int decoder, int B);
     /* Results in host memory, valid until the next step: lengths [B][J], v [B][J][E],
      * reconstructions [B][P]. */
     const float *(*lengths)(caps_backend_state *s, int B);
     const float *(*capsules)(caps_backend_state *s, int B);
     const float *(*reconstruction)(caps_backend_state *s, int B);
 
-    /* ---- backward: gradients of loss = sum_b (margin_scale margin[b] + recon_scale sse[b]) */
+    /* ---- backward: gradients of loss = sum_b (margin_scale margin[b] + recon_scale sse[b]),
+     * added into the parameters' gradients */
     void (*backward_begin)(caps_backend_state *s, int B); /* activation gradients to 0 */
-    void (*loss_backward)(caps_backend_state *s, const int *labels, int decoder,
-                          float margin_scale, float recon_scale, int B);
-    void (*decoder_backward)(caps_backend_state *s, const int *cls, int B);
+    /* The margin loss's gradient into v's. */
+    void (*loss_backward)(caps_backend_state *s, const int *labels, const int *labels2,
+                          float margin_scale, int B);
+    /* The reconstruction loss of the last decoder forward (against the target then set)
+     * through the decoder, added into v's gradient: may run twice in a pass. */
+    void (*decoder_backward)(caps_backend_state *s, const int *cls, float recon_scale, int B);
     void (*digit_backward)(caps_backend_state *s, int B);
     void (*squash_backward)(caps_backend_state *s, int B);
     void (*primary_backward)(caps_backend_state *s, int B);

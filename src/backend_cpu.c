@@ -39,6 +39,7 @@ static void fill_act_sizes(size_t *s, const caps_dims *d, size_t B) {
     s[8] = B * d->H1;                                          /* h1 */
     s[9] = B * d->H2;                                          /* h2 */
     s[10] = B * d->P;                                          /* recon */
+    s[11] = B * d->P;                                          /* target */
 }
 
 /* Floats per activation-gradient buffer, in cpu_grad_acts order. */
@@ -102,7 +103,7 @@ static int cpu_create(caps_backend_state **out, const caps_dims *d, const size_t
     cpu_acts *a = &s->acts;
     float **aptr[CPU_NUM_ACTS] = {&a->x,       &a->a1,     &a->prim, &a->u_pre,
                                   &a->u,       &a->u_norm2, &a->lengths, &a->masked,
-                                  &a->h1,      &a->h2,     &a->recon};
+                                  &a->h1,      &a->h2,     &a->recon, &a->target};
     cpu_grad_acts *g = &s->dacts;
     float **gptr[CPU_NUM_GRAD_ACTS] = {&g->a1,     &g->prim,    &g->u_pre,  &g->u,
                                        &g->v,      &g->lengths, &g->masked, &g->h1,
@@ -133,6 +134,7 @@ static int cpu_create(caps_backend_state **out, const caps_dims *d, const size_t
     }
     point_tensors(&s->params, s->arena[CAPS_PARAMS], sizes);
     point_tensors(&s->grads, s->arena[CAPS_GRADS], sizes);
+    s->target = s->acts.x;
     *out = s;
     return CAPS_OK;
 }
@@ -223,10 +225,17 @@ static void cpu_decoder_forward(caps_backend_state *s, const float *v_host, cons
     sigmoid_forward(a->recon, a->recon, (size_t)B * d->P);
 }
 
+static void cpu_recon_target(caps_backend_state *s, const float *target, int B) {
+    s->target = s->acts.x;
+    if (!target) return;
+    memcpy(s->acts.target, target, (size_t)B * s->d.P * sizeof(float));
+    s->target = s->acts.target;
+}
+
 static void cpu_loss_forward(caps_backend_state *s, float *margin, float *sse,
-                             const int *labels, int decoder, int B) {
-    margin_loss_forward(margin, s->acts.lengths, labels, B, s->d.J);
-    if (decoder) recon_loss_forward(sse, s->acts.recon, s->acts.x, B, s->d.P);
+                             const int *labels, const int *labels2, int decoder, int B) {
+    margin_loss_forward(margin, s->acts.lengths, labels, labels2, B, s->d.J);
+    if (decoder) recon_loss_forward(sse, s->acts.recon, s->target, B, s->d.P);
 }
 
 static const float *cpu_lengths(caps_backend_state *s, int B) {
@@ -252,26 +261,33 @@ static void cpu_backward_begin(caps_backend_state *s, int B) {
     memset(s->grad_acts_mem, 0, s->grad_acts_floats * sizeof(float));
 }
 
-/* Margin loss -> lengths -> v; reconstruction loss -> the decoder's output. */
-static void cpu_loss_backward(caps_backend_state *s, const int *labels, int decoder,
-                              float margin_scale, float recon_scale, int B) {
+/* Margin loss -> lengths -> v. */
+static void cpu_loss_backward(caps_backend_state *s, const int *labels, const int *labels2,
+                              float margin_scale, int B) {
     const caps_dims *d = &s->d;
     cpu_acts *a = &s->acts;
     cpu_grad_acts *g = &s->dacts;
-    margin_loss_backward(g->lengths, a->lengths, labels, margin_scale, B, d->J);
+    margin_loss_backward(g->lengths, a->lengths, labels, labels2, margin_scale, B, d->J);
     caps_length_backward(g->v, g->lengths, s->digit->ops->output(s->digit), a->lengths, B * d->J,
                          d->E);
-    if (decoder) recon_loss_backward(g->recon, a->recon, a->x, recon_scale, B, d->P);
 }
 
-/* Decoder -> the masked capsule of v. */
-static void cpu_decoder_backward(caps_backend_state *s, const int *cls, int B) {
+/* Reconstruction loss -> the decoder -> the masked capsule of v. The decoder's activation
+ * gradients start from zero here: a pass may run the decoder twice (two digits), each
+ * adding its own share to v's gradient and the decoder's weights' gradients. */
+static void cpu_decoder_backward(caps_backend_state *s, const int *cls, float recon_scale,
+                                 int B) {
     const caps_dims *d = &s->d;
     cpu_acts *a = &s->acts;
     cpu_grad_acts *g = &s->dacts;
     const cpu_tensors *p = &s->params;
     cpu_tensors *dp = &s->grads;
     int JE = d->J * d->E;
+    /* Every kernel below accumulates (+=) into the gradient it writes. */
+    float *zero[] = {g->recon, g->z3_dec, g->h2, g->z2_dec, g->h1, g->z1_dec, g->masked};
+    int width[] = {d->P, d->P, d->H2, d->H2, d->H1, d->H1, JE};
+    for (int k = 0; k < 7; k++) memset(zero[k], 0, (size_t)B * width[k] * sizeof(float));
+    recon_loss_backward(g->recon, a->recon, s->target, recon_scale, B, d->P);
     sigmoid_backward(g->z3_dec, g->recon, a->recon, (size_t)B * d->P);
     linear_backward(g->h2, dp->dec3_w, dp->dec3_b, g->z3_dec, a->h2, p->dec3_w, B, d->H2, d->P);
     relu_backward(g->z2_dec, g->h2, a->h2, (size_t)B * d->H2);
@@ -323,6 +339,7 @@ const caps_backend caps_backend_cpu = {
     .squash_forward = cpu_squash_forward,
     .digit_forward = cpu_digit_forward,
     .decoder_forward = cpu_decoder_forward,
+    .recon_target = cpu_recon_target,
     .loss_forward = cpu_loss_forward,
     .lengths = cpu_lengths,
     .capsules = cpu_capsules,

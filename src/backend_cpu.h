@@ -35,9 +35,10 @@ typedef struct {
     float *h1;       /* [B][H1] */
     float *h2;       /* [B][H2] */
     float *recon;    /* [B][P] */
+    float *target;   /* [B][P] the reconstruction target when not x (recon_target) */
 } cpu_acts;
 
-#define CPU_NUM_ACTS 11
+#define CPU_NUM_ACTS 12
 
 /* Gradients of the activations that backward passes between layers. */
 typedef struct {
@@ -61,6 +62,7 @@ typedef struct {
 struct caps_backend_state {
     caps_dims d;
     int max_batch;
+    const float *target; /* what the reconstruction is compared with: acts.x or acts.target */
     size_t num_params;
     float *arena[4];           /* indexed by caps_arena: parameters, gradients, Adam m, v */
     cpu_tensors params, grads; /* pointers into arena[CAPS_PARAMS], arena[CAPS_GRADS] */

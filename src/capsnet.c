@@ -98,12 +98,16 @@ int capsnet_create(capsnet **out, const caps_config *cfg, int max_batch, const c
     }
     size_t JE = (size_t)m->dims.J * m->dims.E;
     m->labels = caps_alloc(max_batch, sizeof(int));
+    m->labels2 = caps_alloc(max_batch, sizeof(int));
     m->cls = caps_alloc(max_batch, sizeof(int));
     m->pred = caps_alloc(max_batch, sizeof(int));
     m->margin = caps_alloc(max_batch, sizeof(float));
     m->sse = caps_alloc(max_batch, sizeof(float));
+    m->sse2 = caps_alloc(max_batch, sizeof(float));
+    m->target = caps_alloc((size_t)max_batch * m->dims.P, sizeof(float));
     m->vbatch = caps_alloc(((size_t)max_batch + 1) * JE, sizeof(float));
-    if (!m->labels || !m->cls || !m->pred || !m->margin || !m->sse || !m->vbatch) {
+    if (!m->labels || !m->labels2 || !m->cls || !m->pred || !m->margin || !m->sse || !m->sse2 ||
+        !m->target || !m->vbatch) {
         capsnet_free(m);
         return caps_fail(err, CAPS_ERR_MEMORY,
                          "out of memory allocating the model for batch %d", max_batch);
@@ -121,10 +125,13 @@ void capsnet_free(capsnet *m) {
     if (!m) return;
     if (m->bs) m->be->destroy(m->bs);
     free(m->labels);
+    free(m->labels2);
     free(m->cls);
     free(m->pred);
     free(m->margin);
     free(m->sse);
+    free(m->sse2);
+    free(m->target);
     free(m->vbatch);
     caps_class_names_free(m->cfg.num_classes, m->class_names);
     free(m);
@@ -343,15 +350,20 @@ void capsnet_profile_reset(capsnet *m) {
 /* ------------------------------------------------------------------------ forward */
 
 /* The forward pass after its input step, which t timed from its start. */
-static float forward_layers(capsnet *m, const int *labels, int B, int mask, float recon_weight,
-                            double t);
+/* The second digit of capsnet_forward_pair: its classes and both digits' targets. */
+typedef struct {
+    const int *labels_b;
+    const float *target_a, *target_b;
+} second_digit;
+static float forward_layers(capsnet *m, const int *labels, const second_digit *two, int B,
+                            int mask, float recon_weight, double t);
 
 float capsnet_forward(capsnet *m, const float *x, const int *labels, int B, int mask,
                       float recon_weight) {
     CAPS_ASSERT(B >= 1 && B <= m->max_batch);
     double t = caps_seconds();
     m->be->input(m->bs, x, B);
-    return forward_layers(m, labels, B, mask, recon_weight, t);
+    return forward_layers(m, labels, NULL, B, mask, recon_weight, t);
 }
 
 int capsnet_keep_data(capsnet *m, const caps_dataset *ds, int *kept, caps_error *err) {
@@ -368,11 +380,22 @@ float capsnet_forward_kept(capsnet *m, const int *idx, const int *dx, const int 
     CAPS_ASSERT(B >= 1 && B <= m->max_batch && m->be->input_batch);
     double t = caps_seconds();
     m->be->input_batch(m->bs, idx, dx, dy, B);
-    return forward_layers(m, labels, B, mask, recon_weight, t);
+    return forward_layers(m, labels, NULL, B, mask, recon_weight, t);
 }
 
-static float forward_layers(capsnet *m, const int *labels, int B, int mask, float recon_weight,
-                            double t) {
+float capsnet_forward_pair(capsnet *m, const float *x, const int *labels_a, const int *labels_b,
+                           const float *target_a, const float *target_b, int B,
+                           float recon_weight) {
+    CAPS_ASSERT(B >= 1 && B <= m->max_batch && labels_a && labels_b);
+    CAPS_ASSERT(recon_weight == 0.0f || (target_a && target_b));
+    double t = caps_seconds();
+    m->be->input(m->bs, x, B);
+    second_digit two = {labels_b, target_a, target_b};
+    return forward_layers(m, labels_a, &two, B, CAPS_MASK_LABEL, recon_weight, t);
+}
+
+static float forward_layers(capsnet *m, const int *labels, const second_digit *two, int B,
+                            int mask, float recon_weight, double t) {
     const caps_dims *d = &m->dims;
     const caps_backend *be = m->be;
     caps_backend_state *s = m->bs;
@@ -381,11 +404,17 @@ static float forward_layers(capsnet *m, const int *labels, int B, int mask, floa
     m->batch = B;
     m->recon_weight = recon_weight;
     m->backward_done = 0;
+    m->pair = two != NULL;
 
     double *pf = m->prof_fwd;
     for (int b = 0; b < B; b++) {
         if (labels) CAPS_ASSERT(labels[b] >= 0 && labels[b] < d->J);
         m->labels[b] = labels ? labels[b] : -1;
+        if (two) {
+            CAPS_ASSERT(two->labels_b[b] >= 0 && two->labels_b[b] < d->J &&
+                        two->labels_b[b] != labels[b]);
+            m->labels2[b] = two->labels_b[b];
+        }
     }
     lap(m, &pf[CAPS_LAYER_OTHER], &t);
     /* Conv1 + ReLU, then the PrimaryCaps convolution. */
@@ -401,10 +430,12 @@ static float forward_layers(capsnet *m, const int *labels, int B, int mask, floa
     caps_argmax(m->pred, m->lengths, B, d->J);
     lap(m, &pf[CAPS_LAYER_DIGIT], &t);
 
-    /* Decoder on one capsule per image. */
+    /* Decoder on one capsule per image, compared with the input (with two digits: the
+     * first digit's capsule, compared with that digit alone). */
     m->decoder_ran = recon_weight > 0.0f;
     if (m->decoder_ran) {
         for (int b = 0; b < B; b++) m->cls[b] = mask == CAPS_MASK_LABEL ? labels[b] : m->pred[b];
+        be->recon_target(s, two ? two->target_a : NULL, B);
         be->decoder_forward(s, NULL, m->cls, B);
         lap(m, &pf[CAPS_LAYER_DECODER], &t);
     }
@@ -412,7 +443,17 @@ static float forward_layers(capsnet *m, const int *labels, int B, int mask, floa
     m->loss = m->margin_loss = m->recon_loss = 0.0f;
     if (!labels) return 0.0f;
     if (!m->decoder_ran) memset(m->sse, 0, (size_t)B * sizeof(float));
-    be->loss_forward(s, m->margin, m->sse, m->labels, m->decoder_ran, B);
+    const int *labels2 = two ? m->labels2 : NULL;
+    be->loss_forward(s, m->margin, m->sse, m->labels, labels2, m->decoder_ran, B);
+    if (two && m->decoder_ran) {
+        /* "We reconstruct each digit from its own capsule" (section 6): the second digit's
+         * reconstruction, against its own image; backward decodes the first one again. */
+        memcpy(m->target, two->target_a, (size_t)B * d->P * sizeof(float));
+        be->recon_target(s, two->target_b, B);
+        be->decoder_forward(s, NULL, m->labels2, B);
+        be->loss_forward(s, m->margin, m->sse2, m->labels, labels2, 1, B);
+        for (int b = 0; b < B; b++) m->sse[b] += m->sse2[b];
+    }
     double margin = 0.0, recon = 0.0;
     for (int b = 0; b < B; b++) {
         margin += m->margin[b];
@@ -523,12 +564,20 @@ void capsnet_backward_ready(capsnet *m, float scale, caps_grads_ready_fn ready, 
     double *pb = m->prof_bwd, t = caps_seconds();
     be->backward_begin(s, B);
     lap(m, &pb[CAPS_LAYER_OTHER], &t);
-    /* Margin loss -> lengths -> v; reconstruction loss -> the decoder's output. */
-    be->loss_backward(s, m->labels, m->decoder_ran, scale, m->recon_weight * scale, B);
+    /* Margin loss -> lengths -> v. */
+    be->loss_backward(s, m->labels, m->pair ? m->labels2 : NULL, scale, B);
     lap(m, &pb[CAPS_LAYER_LOSS], &t);
-    /* Decoder -> the masked capsule of v. */
-    if (m->decoder_ran) {
-        be->decoder_backward(s, m->cls, B);
+    /* Reconstruction loss -> decoder -> the masked capsule of v. */
+    float recon_scale = m->recon_weight * scale;
+    if (m->decoder_ran && m->pair) {
+        /* The decoder holds the second digit's pass; the first digit's is made again. */
+        be->decoder_backward(s, m->labels2, recon_scale, B);
+        be->recon_target(s, m->target, B);
+        be->decoder_forward(s, NULL, m->cls, B);
+        be->decoder_backward(s, m->cls, recon_scale, B);
+        lap(m, &pb[CAPS_LAYER_DECODER], &t);
+    } else if (m->decoder_ran) {
+        be->decoder_backward(s, m->cls, recon_scale, B);
         lap(m, &pb[CAPS_LAYER_DECODER], &t);
     }
     bucket_done(ready, ctx, &bucket);

@@ -78,9 +78,12 @@ void primary_caps_backward(float *dconv, const float *du, int B, int T, int D, i
 #define MARGIN_M_MINUS 0.1f
 #define MARGIN_LAMBDA 0.5f
 
-void margin_loss_forward(float *loss, const float *len, const int *labels, int B, int J);
-void margin_loss_backward(float *dlen, const float *len, const int *labels, float scale, int B,
-                          int J);
+/* labels [B] the class present in each image; labels2 [B] a second present class (two
+ * digits: MultiMNIST) or NULL. */
+void margin_loss_forward(float *loss, const float *len, const int *labels, const int *labels2,
+                         int B, int J);
+void margin_loss_backward(float *dlen, const float *len, const int *labels, const int *labels2,
+                          float scale, int B, int J);
 
 /* ---- reconstruction.c: the decoder's input mask and the reconstruction loss */
 

@@ -3,7 +3,9 @@
  *
  *   L = sum_k  T_k max(0, m+ - |v_k|)^2  +  lambda (1 - T_k) max(0, |v_k| - m-)^2
  *
- * with T_k = 1 for the true class, m+ = 0.9, m- = 0.1, lambda = 0.5. Both hinge terms are
+ * with T_k = 1 for the true class, m+ = 0.9, m- = 0.1, lambda = 0.5. "We use a separate margin
+ * loss for each digit capsule": with two digits in the image (MultiMNIST, section 6) both
+ * classes are present, T_k = 1 for each. Both hinge terms are
  * SQUARED, as in the paper (some implementations forget). lambda down-weights the absent
  * classes so that early training does not shrink every capsule.
  *
@@ -11,13 +13,19 @@
  */
 #include "layers.h"
 
-/* loss: [B] per image; len: [B][J] capsule lengths; labels: [B] in [0, J). */
-void margin_loss_forward(float *loss, const float *len, const int *labels, int B, int J) {
+/* T_k of image b: labels [B] the class present, labels2 [B] a second one or NULL. */
+static int present(const int *labels, const int *labels2, int b, int k) {
+    return k == labels[b] || (labels2 && k == labels2[b]);
+}
+
+/* loss: [B] per image; len: [B][J] capsule lengths; labels, labels2: as present() takes. */
+void margin_loss_forward(float *loss, const float *len, const int *labels, const int *labels2,
+                         int B, int J) {
     for (int b = 0; b < B; b++) {
         float acc = 0.0f;
         for (int k = 0; k < J; k++) {
             float l = len[(size_t)b * J + k];
-            if (k == labels[b]) {
+            if (present(labels, labels2, b, k)) {
                 float h = MARGIN_M_PLUS - l;
                 if (h > 0.0f) acc += h * h;
             } else {
@@ -32,13 +40,13 @@ void margin_loss_forward(float *loss, const float *len, const int *labels, int B
 /* d/d|v_k| of the forward terms, times scale (the weight of one image's loss, 1/B):
  *   present: -2 max(0, m+ - |v_k|);  absent: 2 lambda max(0, |v_k| - m-).
  * At the hinge (exactly m+ or m-) the gradient is 0, as PyTorch's relu gives. */
-void margin_loss_backward(float *dlen, const float *len, const int *labels, float scale, int B,
-                          int J) {
+void margin_loss_backward(float *dlen, const float *len, const int *labels, const int *labels2,
+                          float scale, int B, int J) {
     for (int b = 0; b < B; b++) {
         for (int k = 0; k < J; k++) {
             float l = len[(size_t)b * J + k];
             float g = 0.0f;
-            if (k == labels[b]) {
+            if (present(labels, labels2, b, k)) {
                 if (MARGIN_M_PLUS - l > 0.0f) g = -2.0f * (MARGIN_M_PLUS - l);
             } else {
                 if (l - MARGIN_M_MINUS > 0.0f) g = 2.0f * MARGIN_LAMBDA * (l - MARGIN_M_MINUS);

@@ -28,10 +28,13 @@ struct capsnet {
 
     /* [max_batch] each, for the last forward pass */
     int *labels;      /* true classes (or -1) */
-    int *cls;         /* the capsule the decoder saw */
+    int *labels2;     /* the second digit's classes (capsnet_forward_pair) */
+    int *cls;         /* the capsule the decoder saw (the first digit's, with two) */
     int *pred;        /* predicted classes */
     float *margin;    /* margin loss per image */
     float *sse;       /* sum of squared reconstruction errors per image */
+    float *sse2;      /* the second digit's part of it */
+    float *target;    /* [max_batch][P] the first digit's reconstruction target */
     float *vbatch;    /* [max_batch][J][E] capsules for capsnet_perturb to decode */
 
     /* Seconds per layer since capsnet_profile_reset (caps_layer order); with profile_sync
@@ -44,6 +47,7 @@ struct capsnet {
     int backward_done;    /* capsnet_backward ran after it */
     int batch;
     int decoder_ran;
+    int pair;             /* two digits: capsnet_forward_pair */
     float recon_weight;
     float loss, margin_loss, recon_loss;
 };

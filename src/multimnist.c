@@ -227,6 +227,28 @@ void caps_multimnist_set_batch(float *x, float *target_a, float *target_b, int *
     }
 }
 
+/* ------------------------------------------------------------------------ scoring */
+
+void caps_multimnist_top2(int top[2], const float *lengths, int J) {
+    CAPS_ASSERT(J >= 2);
+    top[0] = lengths[1] > lengths[0] ? 1 : 0;
+    top[1] = 1 - top[0];
+    for (int k = 2; k < J; k++) {
+        if (lengths[k] > lengths[top[0]]) {
+            top[1] = top[0];
+            top[0] = k;
+        } else if (lengths[k] > lengths[top[1]]) {
+            top[1] = k;
+        }
+    }
+}
+
+int caps_multimnist_right(const float *lengths, int J, int a, int b) {
+    int top[2];
+    caps_multimnist_top2(top, lengths, J);
+    return (top[0] == a && top[1] == b) || (top[0] == b && top[1] == a);
+}
+
 /* ------------------------------------------------------------------------ overlap */
 
 int caps_multimnist_bbox(caps_multimnist_box *box, const uint8_t *img, int rows, int cols) {

@@ -96,6 +96,14 @@ void caps_multimnist_set_batch(float *x, float *target_a, float *target_b, int *
                                int *labels_b, const caps_multimnist_set *set, const int *idx,
                                int B);
 
+/* Scoring as the paper's section 6: "we consider the two most active digit capsules as the
+ * classification produced by the capsules network"; a pair is classified right when those
+ * two are its two labels, in either order. top2 gets the two longest of lengths [J] (J >= 2),
+ * the longer first (the lower class on a tie). */
+void caps_multimnist_top2(int top[2], const float *lengths, int J);
+/* 1 when the two longest capsules are the classes a and b. */
+int caps_multimnist_right(const float *lengths, int J, int a, int b);
+
 /* The bounding box of an image's nonzero pixels, half-open: columns [x0, x1), rows
  * [y0, y1). Returns 0 (and an empty box) for an image with no ink. */
 typedef struct {

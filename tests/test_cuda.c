@@ -98,6 +98,7 @@ typedef struct {
     float w_scale;      /* scale_caps_w */
     int tf32;
     double fwd_tol, grad_tol; /* relative to each tensor's largest value */
+    int pair;                 /* two digits a image (capsnet_forward_pair) */
 } layer_case;
 
 /* Two forward and backward passes of different batches on both, the gradients of the
@@ -121,15 +122,26 @@ static void check_layers(caps_config c, const layer_case *lc) {
     int P = caps_image_pixels(&c), J = c.num_classes, E = c.digit_dim;
     float *x = gc_vec(2 * (size_t)B * P);
     gc_fill(x, 2 * (size_t)B * P, 0, 1, &r);
-    int *labels = malloc(2 * (size_t)B * sizeof(int));
-    for (int b = 0; b < 2 * B; b++) labels[b] = (int)caps_rng_below(&r, (uint32_t)J);
+    int *labels = malloc(2 * (size_t)B * sizeof(int)), *labels2 = malloc(2 * (size_t)B * sizeof(int));
+    for (int b = 0; b < 2 * B; b++) {
+        labels[b] = (int)caps_rng_below(&r, (uint32_t)J);
+        labels2[b] = (labels[b] + 1 + (int)caps_rng_below(&r, (uint32_t)J - 1)) % J;
+    }
+    /* Two digits: each one's target, [pass][digit][B][P]. */
+    float *targets = gc_vec(4 * (size_t)B * P);
+    gc_fill(targets, 4 * (size_t)B * P, 0, 1, &r);
     float loss[2] = {0, 0};
     capsnet *m[2] = {cpu, gpu};
     for (int k = 0; k < 2; k++) {
         capsnet_zero_grad(m[k]);
         for (int pass = 0; pass < 2; pass++) {
-            loss[k] = capsnet_forward(m[k], x + (size_t)pass * B * P, labels + pass * B, B,
-                                      lc->mask, lc->recon_weight);
+            const float *xp = x + (size_t)pass * B * P, *tp = targets + (size_t)pass * 2 * B * P;
+            if (lc->pair)
+                loss[k] = capsnet_forward_pair(m[k], xp, labels + pass * B, labels2 + pass * B,
+                                               tp, tp + (size_t)B * P, B, lc->recon_weight);
+            else
+                loss[k] = capsnet_forward(m[k], xp, labels + pass * B, B, lc->mask,
+                                          lc->recon_weight);
             capsnet_backward(m[k]);
         }
     }
@@ -172,26 +184,28 @@ static void check_layers(caps_config c, const layer_case *lc) {
                name, bad, worst);
         free(f0), free(f1);
     }
-    free(x), free(labels);
+    free(x), free(labels), free(labels2), free(targets);
     capsnet_free(cpu), capsnet_free(gpu);
 }
 
 TEST(layers_tiny) {
     const layer_case cases[] = {
-        {"tiny R=3", 5, 0.5f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3},
-        {"tiny R=1", 5, 0.5f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3},
-        {"tiny R=3 no decoder", 5, 0.0f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3},
-        {"tiny R=3 predicted mask", 5, 0.5f, CAPS_MASK_PREDICTED, 30.0f, 0, 1e-4, 1e-3},
+        {"tiny R=3", 5, 0.5f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3, 0},
+        {"tiny R=1", 5, 0.5f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3, 0},
+        {"tiny R=3 no decoder", 5, 0.0f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3, 0},
+        {"tiny R=3 predicted mask", 5, 0.5f, CAPS_MASK_PREDICTED, 30.0f, 0, 1e-4, 1e-3, 0},
+        {"tiny R=3 two digits", 5, 0.5f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3, 1},
+        {"tiny R=3 two digits no decoder", 5, 0.0f, CAPS_MASK_LABEL, 30.0f, 0, 1e-4, 1e-3, 1},
     };
-    for (int k = 0; k < 4; k++) check_layers(tiny_config(k == 1 ? 1 : 3), &cases[k]);
+    for (int k = 0; k < 6; k++) check_layers(tiny_config(k == 1 ? 1 : 3), &cases[k]);
 }
 
 TEST(layers_mnist_shapes) {
     caps_config c;
     caps_config_mnist(&c);
-    const layer_case r3 = {"MNIST R=3", 4, 0.0005f, CAPS_MASK_LABEL, 10.0f, 0, 1e-4, 1e-3};
-    const layer_case r1 = {"MNIST R=1", 4, 0.0005f, CAPS_MASK_LABEL, 10.0f, 0, 1e-4, 1e-3};
-    const layer_case nd = {"MNIST no decoder", 4, 0.0f, CAPS_MASK_LABEL, 10.0f, 0, 1e-4, 1e-3};
+    const layer_case r3 = {"MNIST R=3", 4, 0.0005f, CAPS_MASK_LABEL, 10.0f, 0, 1e-4, 1e-3, 0};
+    const layer_case r1 = {"MNIST R=1", 4, 0.0005f, CAPS_MASK_LABEL, 10.0f, 0, 1e-4, 1e-3, 0};
+    const layer_case nd = {"MNIST no decoder", 4, 0.0f, CAPS_MASK_LABEL, 10.0f, 0, 1e-4, 1e-3, 0};
     check_layers(c, &r3);
     c.routing_iters = 1;
     check_layers(c, &r1);
@@ -204,7 +218,7 @@ TEST(layers_mnist_shapes) {
 TEST(layers_mnist_tf32) {
     caps_config c;
     caps_config_mnist(&c);
-    const layer_case tf = {"MNIST tf32", 4, 0.0005f, CAPS_MASK_LABEL, 10.0f, 1, 2e-2, 5e-2};
+    const layer_case tf = {"MNIST tf32", 4, 0.0005f, CAPS_MASK_LABEL, 10.0f, 1, 2e-2, 5e-2, 0};
     check_layers(c, &tf);
 }
 

@@ -260,6 +260,24 @@ TEST(bounding_box_overlap) {
 #define MEASURED_MEAN_OVERLAP 0.724
 #define OVERLAP_BAND 0.02 /* five standard errors of a mean of 2,000 pairs (sd 0.166) */
 
+/* A pair is right when its two labels are the two longest capsules, in either order. */
+TEST(scoring_takes_the_two_longest_capsules) {
+    float len[10] = {0.1f, 0.8f, 0.05f, 0.3f, 0.2f, 0.9f, 0.0f, 0.25f, 0.1f, 0.29f};
+    int top[2];
+    caps_multimnist_top2(top, len, 10);
+    EXPECT(top[0] == 5 && top[1] == 1, "top two %d %d, expected 5 1", top[0], top[1]);
+    EXPECT(caps_multimnist_right(len, 10, 1, 5) && caps_multimnist_right(len, 10, 5, 1),
+           "labels 1 and 5 in either order are right");
+    EXPECT(!caps_multimnist_right(len, 10, 5, 3), "5 and 3: the third longest is not enough");
+    EXPECT(!caps_multimnist_right(len, 10, 1, 3), "1 and 3: one right is not a right pair");
+    /* The longest first whatever the order, from any position. */
+    float last[4] = {0.1f, 0.2f, 0.3f, 0.4f}, first[4] = {0.4f, 0.3f, 0.2f, 0.1f};
+    caps_multimnist_top2(top, last, 4);
+    EXPECT(top[0] == 3 && top[1] == 2, "increasing: top %d %d", top[0], top[1]);
+    caps_multimnist_top2(top, first, 4);
+    EXPECT(top[0] == 0 && top[1] == 1, "decreasing: top %d %d", top[0], top[1]);
+}
+
 TEST(mnist_test_pairs) {
     enum { N_PAIRS = 2000 };
     caps_dataset ds;
@@ -307,6 +325,7 @@ int main(void) {
     RUN(unusable_sources_refused);
     RUN(batches_scale_and_agree);
     RUN(bounding_box_overlap);
+    RUN(scoring_takes_the_two_longest_capsules);
     struct stat st;
     if (stat(MNIST_TEST_IMAGES, &st) == 0)
         RUN(mnist_test_pairs);

@@ -63,8 +63,10 @@ struct caps_backend_state {
     float *lengths;/* [B][J] */
     float *v_in;   /* [B][J][E] capsules the program gives the decoder */
     float *masked, *h1, *h2, *recon; /* [B][J*E], [B][H1], [B][H2], [B][P] */
+    float *target;                   /* [B][P] the reconstruction target when not x */
+    int own_target;                  /* recon_target gave one: target, not x */
     float *margin, *sse;             /* [B] */
-    int *labels, *cls, *idx, *dx, *dy; /* [B] */
+    int *labels, *labels2, *cls, *idx, *dx, *dy; /* [B] */
     /* backward */
     float *da1, *dprim, *du_pre, *du, *du_hat, *dv, *dlengths; /* as their activations */
     float *dmasked, *dh1, *dh2, *drecon;
@@ -208,9 +210,11 @@ static int buffer_table(buffer *t, caps_backend_state *s) {
     BUF(h1, d->H1, 0);
     BUF(h2, d->H2, 0);
     BUF(recon, d->P, 0);
+    BUF(target, d->P, 0);
     BUF(margin, 1, 0);
     BUF(sse, 1, 0);
     BUF(labels, 1, 0); /* ints: 4 bytes, as floats */
+    BUF(labels2, 1, 0);
     BUF(cls, 1, 0);
     BUF(idx, 1, 0);
     BUF(dx, 1, 0);
@@ -523,14 +527,24 @@ static void cuda_decoder_forward(caps_backend_state *s, const float *v_host, con
     CU(s, "k_sigmoid_forward", cu_sigmoid_forward(s->recon, (size_t)B * d->P, s->stream));
 }
 
+static void cuda_recon_target(caps_backend_state *s, const float *target, int B) {
+    s->own_target = target != NULL;
+    if (target) upload(s, s->target, target, (size_t)B * s->d.P * sizeof(float));
+}
+
+static const float *recon_target(const caps_backend_state *s) {
+    return s->own_target ? s->target : s->x;
+}
+
 /* Per-image losses, copied to the host (the one wait of a training step). */
 static void cuda_loss_forward(caps_backend_state *s, float *margin, float *sse,
-                              const int *labels, int decoder, int B) {
+                              const int *labels, const int *labels2, int decoder, int B) {
     upload(s, s->labels, labels, (size_t)B * sizeof(int));
-    CU(s, "k_margin_forward", cu_margin_loss_forward(s->margin, s->lengths, s->labels, B, s->d.J, s->stream));
+    if (labels2) upload(s, s->labels2, labels2, (size_t)B * sizeof(int));
+    CU(s, "k_margin_forward", cu_margin_loss_forward(s->margin, s->lengths, s->labels, labels2 ? s->labels2 : NULL, B, s->d.J, s->stream));
     CU(s, "cudaMemcpy (margin)", cudaMemcpyAsync(margin, s->margin, (size_t)B * sizeof(float), cudaMemcpyDeviceToHost, s->stream));
     if (decoder) {
-        CU(s, "k_recon_forward", cu_recon_loss_forward(s->sse, s->recon, s->x, B, s->d.P, s->stream));
+        CU(s, "k_recon_forward", cu_recon_loss_forward(s->sse, s->recon, recon_target(s), B, s->d.P, s->stream));
         CU(s, "cudaMemcpy (sse)", cudaMemcpyAsync(sse, s->sse, (size_t)B * sizeof(float), cudaMemcpyDeviceToHost, s->stream));
     }
     CU(s, "cudaStreamSynchronize", cudaStreamSynchronize(s->stream));
@@ -569,20 +583,22 @@ static void cuda_backward_begin(caps_backend_state *s, int B) {
     CU(s, "cudaMemset", cudaMemsetAsync(s->du_hat, 0, (size_t)B * d->I * d->J * d->E * sizeof(float), s->stream));
 }
 
-static void cuda_loss_backward(caps_backend_state *s, const int *labels, int decoder,
-                               float margin_scale, float recon_scale, int B) {
+static void cuda_loss_backward(caps_backend_state *s, const int *labels, const int *labels2,
+                               float margin_scale, int B) {
     const caps_dims *d = &s->d;
-    (void)labels; /* uploaded by loss_forward of this pass */
-    CU(s, "k_margin_backward", cu_margin_loss_backward(s->dlengths, s->lengths, s->labels, margin_scale, B, d->J, s->stream));
+    (void)labels; /* both uploaded by loss_forward of this pass */
+    CU(s, "k_margin_backward", cu_margin_loss_backward(s->dlengths, s->lengths, s->labels, labels2 ? s->labels2 : NULL, margin_scale, B, d->J, s->stream));
     CU(s, "k_length_backward", cu_length_backward(s->dv, s->dlengths, digit_out(s, B), s->lengths, B * d->J, d->E, s->stream));
-    if (decoder)
-        CU(s, "k_recon_backward", cu_recon_loss_backward(s->drecon, s->recon, s->x, recon_scale, (size_t)B * d->P, s->stream));
 }
 
-static void cuda_decoder_backward(caps_backend_state *s, const int *cls, int B) {
+/* Every gradient here is written, not added, except v's and the weights': a second
+ * decoder backward in a pass (two digits) starts clean. */
+static void cuda_decoder_backward(caps_backend_state *s, const int *cls, float recon_scale,
+                                  int B) {
     const caps_dims *d = &s->d;
     int JE = d->J * d->E;
     (void)cls; /* uploaded by decoder_forward of this pass */
+    CU(s, "k_recon_backward", cu_recon_loss_backward(s->drecon, s->recon, recon_target(s), recon_scale, (size_t)B * d->P, s->stream));
     CU(s, "k_sigmoid_backward", cu_sigmoid_backward(s->drecon, s->drecon, s->recon, (size_t)B * d->P, s->stream));
     linear_back(s, "decoder 3 backward (cublasSgemm)", s->dh2, param(s, CAPS_GRADS, 9), param(s, CAPS_GRADS, 10), s->drecon, s->h2, param(s, CAPS_PARAMS, 9), B, d->H2, d->P);
     CU(s, "k_relu_backward", cu_relu_backward_inplace(s->dh2, s->h2, (size_t)B * d->H2, s->stream));
@@ -637,6 +653,7 @@ extern "C" const caps_backend caps_backend_cuda = {
     cuda_squash_forward,
     cuda_digit_forward,
     cuda_decoder_forward,
+    cuda_recon_target,
     cuda_loss_forward,
     cuda_lengths,
     cuda_capsules,

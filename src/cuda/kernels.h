@@ -87,10 +87,12 @@ cudaError_t cu_squash_backward(float *ds, const float *dv, const float *s, const
 cudaError_t cu_length_forward(float *len, const float *v, int n, int d, cudaStream_t st);
 cudaError_t cu_length_backward(float *dv, const float *dlen, const float *v, const float *len,
                                int n, int d, cudaStream_t st);
-cudaError_t cu_margin_loss_forward(float *loss, const float *len, const int *labels, int B,
-                                   int J, cudaStream_t st);
+/* labels2: the second digit's classes (MultiMNIST), or NULL. */
+cudaError_t cu_margin_loss_forward(float *loss, const float *len, const int *labels,
+                                   const int *labels2, int B, int J, cudaStream_t st);
 cudaError_t cu_margin_loss_backward(float *dlen, const float *len, const int *labels,
-                                    float scale, int B, int J, cudaStream_t st);
+                                    const int *labels2, float scale, int B, int J,
+                                    cudaStream_t st);
 cudaError_t cu_mask_forward(float *out, const float *v, const int *cls, int B, int J, int E,
                             cudaStream_t st);
 cudaError_t cu_mask_backward(float *dv, const float *dout, const int *cls, int B, int J, int E,

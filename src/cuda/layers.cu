@@ -211,14 +211,19 @@ cudaError_t cu_length_backward(float *dv, const float *dlen, const float *v, con
 
 /* ------------------------------------------------------------------------ losses */
 
+/* T_k of image b: labels[b] present, and labels2[b] when there are two digits. */
+__device__ static int present(const int *labels, const int *labels2, size_t b, int k) {
+    return k == labels[b] || (labels2 && k == labels2[b]);
+}
+
 /* margin_loss_forward: per image, sum over classes of the squared hinges (eq. 4). */
-__global__ static void k_margin_forward(float *loss, const float *len, const int *labels, int B,
-                                        int J) {
+__global__ static void k_margin_forward(float *loss, const float *len, const int *labels,
+                                        const int *labels2, int B, int J) {
     GRID_STRIDE(b, (size_t)B) {
         float acc = 0.0f;
         for (int k = 0; k < J; k++) {
             float l = len[b * J + k];
-            if (k == labels[b]) {
+            if (present(labels, labels2, b, k)) {
                 float h = MARGIN_M_PLUS - l;
                 if (h > 0.0f) acc += h * h;
             } else {
@@ -230,18 +235,18 @@ __global__ static void k_margin_forward(float *loss, const float *len, const int
     }
 }
 
-cudaError_t cu_margin_loss_forward(float *loss, const float *len, const int *labels, int B,
-                                   int J, cudaStream_t st) {
-    LAUNCH(k_margin_forward, (size_t)B, st, loss, len, labels, B, J);
+cudaError_t cu_margin_loss_forward(float *loss, const float *len, const int *labels,
+                                   const int *labels2, int B, int J, cudaStream_t st) {
+    LAUNCH(k_margin_forward, (size_t)B, st, loss, len, labels, labels2, B, J);
 }
 
 /* margin_loss_backward, dlen written (its only producer). */
 __global__ static void k_margin_backward(float *dlen, const float *len, const int *labels,
-                                         float scale, int B, int J) {
+                                         const int *labels2, float scale, int B, int J) {
     GRID_STRIDE(q, (size_t)B * J) {
         int b = (int)(q / J), k = (int)(q % J);
         float l = len[q], g = 0.0f;
-        if (k == labels[b]) {
+        if (present(labels, labels2, b, k)) {
             if (MARGIN_M_PLUS - l > 0.0f) g = -2.0f * (MARGIN_M_PLUS - l);
         } else {
             if (l - MARGIN_M_MINUS > 0.0f) g = 2.0f * MARGIN_LAMBDA * (l - MARGIN_M_MINUS);
@@ -251,8 +256,9 @@ __global__ static void k_margin_backward(float *dlen, const float *len, const in
 }
 
 cudaError_t cu_margin_loss_backward(float *dlen, const float *len, const int *labels,
-                                    float scale, int B, int J, cudaStream_t st) {
-    LAUNCH(k_margin_backward, (size_t)B * J, st, dlen, len, labels, scale, B, J);
+                                    const int *labels2, float scale, int B, int J,
+                                    cudaStream_t st) {
+    LAUNCH(k_margin_backward, (size_t)B * J, st, dlen, len, labels, labels2, scale, B, J);
 }
 
 /* mask_forward: only capsule cls[b] of image b reaches the decoder. */
