@@ -139,7 +139,7 @@ WEB_FILES := $(sort $(wildcard tools/web/*.html tools/web/*.css tools/web/*.js))
 # else no_figures.c says they are not built.
 CORE_TOOLS := capsnet cli cmd_train cmd_train_cnn cmd_eval cmd_bench cmd_export cmd_data cmd_multimnist \
               $(if $(filter 1,$(MPI)),mpi,no_mpi)
-FIG_TOOLS  := cmd_figures cmd_report cmd_serve web_assets
+FIG_TOOLS  := cmd_figures cmd_plot cmd_report cmd_serve web_assets
 FIG_LIB_OBJ := $(BUILD)/tools/figure.o $(BUILD)/tools/visualize.o
 ifeq ($(FIGURES),1)
 TOOL_OBJ  := $(patsubst %,$(BUILD)/tools/%.o,$(CORE_TOOLS) $(FIG_TOOLS)) $(FIG_LIB_OBJ)

@@ -91,21 +91,7 @@ int caps_cnn_train_epoch(caps_cnn *m, caps_train_state *st, const caps_dataset *
             }
         }
     }
-    int64_t images = st->epoch_images;
-    out->images = images;
-    out->seconds = st->epoch_seconds;
-    if (images > 0) {
-        out->loss = st->epoch_loss_sum / images;
-        out->margin = st->epoch_margin_sum / images;
-        out->recon = 0.0;
-    }
-    if (rc == CAPS_OK && !out->stopped) {
-        st->epoch++;
-        st->batch_in_epoch = 0;
-        st->epoch_loss_sum = st->epoch_margin_sum = st->epoch_recon_sum = 0.0;
-        st->epoch_seconds = 0.0;
-        st->epoch_images = 0;
-    }
+    caps_epoch_close(st, out, rc == CAPS_OK && !out->stopped); /* recon: no sum, 0 */
     free(order), free(labels), free(shift), free(x);
     return rc;
 }

@@ -37,3 +37,20 @@ int caps_epoch_check_data(const caps_dataset *ds, int S, int C, int J, caps_erro
                              ds->labels[k], k, J - 1);
     return CAPS_OK;
 }
+
+void caps_epoch_close(caps_train_state *st, caps_epoch_stats *out, int finished) {
+    int64_t images = st->epoch_images;
+    out->images = images;
+    out->seconds = st->epoch_seconds;
+    if (images > 0) {
+        out->loss = st->epoch_loss_sum / images;
+        out->margin = st->epoch_margin_sum / images;
+        out->recon = st->epoch_recon_sum / images;
+    }
+    if (!finished) return;
+    st->epoch++;
+    st->batch_in_epoch = 0;
+    st->epoch_loss_sum = st->epoch_margin_sum = st->epoch_recon_sum = 0.0;
+    st->epoch_seconds = 0.0;
+    st->epoch_images = 0;
+}

@@ -20,5 +20,8 @@ void caps_epoch_shift_rng(caps_rng *r, uint64_t seed, int epoch, int bi);
 /* The data must have the shape the network was built for: S x S images of C channels,
  * labels below J. CAPS_ERR_ARG saying what differs. */
 int caps_epoch_check_data(const caps_dataset *ds, int S, int C, int J, caps_error *err);
+/* The end of a run of an epoch's batches: out gets the epoch's means so far (from st's sums)
+ * and, when the epoch finished, st moves to the start of the next one. */
+void caps_epoch_close(caps_train_state *st, caps_epoch_stats *out, int finished);
 
 #endif /* CAPS_EPOCH_H */

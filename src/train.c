@@ -225,21 +225,7 @@ int caps_train_epoch_comm(capsnet *m, caps_train_state *st, const caps_dataset *
     }
     /* The last step's backward and Adam step have been checked by no loss yet. */
     if (rc == CAPS_OK) rc = capsnet_status(m, err);
-    int64_t images = st->epoch_images;
-    out->images = images;
-    out->seconds = st->epoch_seconds;
-    if (images > 0) {
-        out->loss = st->epoch_loss_sum / images;
-        out->margin = st->epoch_margin_sum / images;
-        out->recon = st->epoch_recon_sum / images;
-    }
-    if (rc == CAPS_OK && !out->stopped) {
-        st->epoch++;
-        st->batch_in_epoch = 0;
-        st->epoch_loss_sum = st->epoch_margin_sum = st->epoch_recon_sum = 0.0;
-        st->epoch_seconds = 0.0;
-        st->epoch_images = 0;
-    }
+    caps_epoch_close(st, out, rc == CAPS_OK && !out->stopped);
     free(order), free(labels), free(shift), free(x);
     if (gs.staged) free(gs.grads);
     return rc;

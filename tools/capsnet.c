@@ -10,8 +10,9 @@
  *   capsnet bench    training and inference speed, per layer
  *   capsnet data     check a data set: layout, images per class, size, problems; or
  *                    write the affNIST-like test set of the paper's section 5.2
- *   capsnet multimnist preview  the two-digit pairs of the paper's section 6, as a PNG
- *   capsnet reconstruct, perturb, show, report: figures (PNG) and an HTML report
+ *   capsnet multimnist  the two-digit pairs of the paper's section 6: preview, train, test,
+ *                    figure (Figure 5)
+ *   capsnet reconstruct, perturb, show, report, plot: figures (PNG) and an HTML report
  *   capsnet serve    the capsule explorer, a local web page
  *
  * Exit status: 0 success, 1 runtime error (a file, the data, a numeric failure), 2 usage
@@ -40,13 +41,15 @@ static const char main_usage[] =
     "  bench     measure training and inference speed on this machine\n"
     "  data      check a data set (IDX, image folders, CIFAR-10): classes, sizes, problems;\n"
     "            --make-affnist: write an affNIST-like test set (paper, section 5.2)\n"
-    "  multimnist preview  the overlapping digit pairs of the paper's section 6 (PNG)\n"
+    "  multimnist  the overlapping digits of the paper's section 6: preview, train, test,\n"
+    "            figure (its Figure 5)\n"
     "\n"
     "Pictures (PNG files, and an HTML report):\n"
     "  reconstruct  test images and the decoder's reconstructions\n"
     "  perturb      the paper's Figure 4: each dimension of a digit capsule shifted\n"
     "  show         a labelled grid of input images, with --shift or --affine previews\n"
     "  report       an HTML report: curves, accuracy, confusion, reconstructions, figures\n"
+    "  plot         a line chart of numbers given on the command line (PNG or SVG)\n"
     "\n"
     "  serve     the capsule explorer: draw a digit in the browser, turn its capsule\n"
     "\n"
@@ -67,6 +70,7 @@ static int run_command(const char *cmd, int argc, char **argv) {
     if (strcmp(cmd, "show") == 0) return cmd_show(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "plot") == 0) return cmd_plot(argc - 1, argv + 1);
     return fail_usage(NULL, "unknown command '%s'", cmd);
 }
 

@@ -128,6 +128,7 @@ int cmd_perturb(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_multimnist(int argc, char **argv);
 /* 1 where this build draws figures (cairo); else 0, having said so for cmd. */

@@ -727,9 +727,10 @@ static void chart_draw(cairo_t *cr, const char *title, const char *xlabel, const
     }
 }
 
-int caps_chart_write_svg(const char *path, const char *title, const char *xlabel,
-                         const char *ylabel, const double *x, int n, const caps_series *series,
-                         int nseries, caps_error *err) {
+/* The axes of a chart: its data spans over the finite points; none at all gives the unit
+ * square. */
+static int chart_axes(chart_axis *ax, chart_axis *ay, const char *path, const double *x, int n,
+                      const caps_series *series, int nseries, caps_error *err) {
     int rc = chart_validate(path, x, n, series, nseries, err);
     if (rc) return rc;
 
@@ -748,11 +749,42 @@ int caps_chart_write_svg(const char *path, const char *title, const char *xlabel
     }
     if (xlo > xhi) xlo = 0, xhi = 1;
     if (ylo > yhi) ylo = 0, yhi = 1;
-    chart_axis ax, ay;
-    if (!axis_make(&ax, xlo, xhi) || !axis_make(&ay, ylo, yhi))
+    if (!axis_make(ax, xlo, xhi) || !axis_make(ay, ylo, yhi))
         return caps_fail(err, CAPS_ERR_ARG,
                          "%s: chart values span too wide a range to plot (x %g .. %g, y %g .. %g)",
                          path, xlo, xhi, ylo, yhi);
+    return CAPS_OK;
+}
+
+int caps_chart_write_png(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, const double *x, int n, const caps_series *series,
+                         int nseries, caps_error *err) {
+    chart_axis ax, ay;
+    int rc = chart_axes(&ax, &ay, path, x, n, series, nseries, err);
+    if (rc) return rc;
+    cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, CHART_W, CHART_H);
+    cairo_t *cr = cairo_create(img);
+    cairo_status_t st = draw_status(cr, img);
+    if (st == CAIRO_STATUS_SUCCESS) {
+        cairo_set_source_rgb(cr, 1, 1, 1); /* an image has no transparent page: white */
+        cairo_paint(cr);
+        chart_draw(cr, title, xlabel, ylabel, x, n, series, nseries, &ax, &ay);
+        st = draw_status(cr, img);
+    }
+    cairo_destroy(cr);
+    cairo_surface_flush(img);
+    if (st == CAIRO_STATUS_SUCCESS) rc = write_png_atomic(img, path, err);
+    else rc = cairo_fail(err, path, "cannot draw the chart", st, 0);
+    cairo_surface_destroy(img);
+    return rc;
+}
+
+int caps_chart_write_svg(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, const double *x, int n, const caps_series *series,
+                         int nseries, caps_error *err) {
+    chart_axis ax, ay;
+    int rc = chart_axes(&ax, &ay, path, x, n, series, nseries, err);
+    if (rc) return rc;
 
     caps_atomic_file af;
     rc = caps_atomic_open(&af, path, err);

@@ -43,6 +43,10 @@ typedef struct {
 int caps_chart_write_svg(const char *path, const char *title, const char *xlabel,
                          const char *ylabel, const double *x, int n, const caps_series *series,
                          int nseries, caps_error *err);
+/* The same chart as a PNG on white. */
+int caps_chart_write_png(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, const double *x, int n, const caps_series *series,
+                         int nseries, caps_error *err);
 
 /* A confusion matrix as a heat map PNG: counts [n][n] (row: true class, column: predicted),
  * each cell shaded by its share of its row, with the count written in it. Written

@@ -23,6 +23,7 @@ int cmd_perturb(int argc, char **argv) { return (void)argc, not_built(argv[0]); 
 int cmd_show(int argc, char **argv) { return (void)argc, not_built(argv[0]); }
 int cmd_report(int argc, char **argv) { return (void)argc, not_built(argv[0]); }
 int cmd_serve(int argc, char **argv) { return (void)argc, not_built(argv[0]); }
+int cmd_plot(int argc, char **argv) { return (void)argc, not_built(argv[0]); }
 int figures_built(const char *cmd) { return not_built(cmd), 0; }
 
 /* What figures_built keeps from being called. */

@@ -45,6 +45,21 @@ check "reconstruct past the test set" 2 "runs past" -- "$capsnet" reconstruct --
 check "figure into a missing folder" 1 "nofolder/x.png" -- "$capsnet" perturb --model "$model" \
     --data "$data" --out "$work/nofolder/x.png"
 
+# plot: a chart of series from the command line, PNG or SVG by the name; the size is the
+# chart's (640 x 400); series that disagree on x, and other names, are refused.
+check "plot PNG" 0 "wrote .*sweep.png: 2 series of 3 points" -- "$capsnet" plot \
+    --out "$work/sweep.png" --xlabel degrees --ylabel "accuracy %" a=0:99,30:95,60:70 b=0:98,30:nan,60:60
+assert "plot writes a PNG" is_png "$work/sweep.png"
+check "plot: 640 x 400" 0 "^640x400$" -- png_size "$work/sweep.png"
+check "plot SVG" 0 "wrote .*sweep.svg" -- "$capsnet" plot --out "$work/sweep.svg" a=1:2,2:3
+assert "plot writes an SVG" grep -q "<svg" "$work/sweep.svg"
+check "plot: other x values refused" 2 "series 'b' has other x values than 'a'" -- \
+    "$capsnet" plot --out "$work/x.png" a=0:1,1:2 b=0:1,2:2
+check "plot: a bad point refused" 2 "series 1: a point is not X:Y" -- \
+    "$capsnet" plot --out "$work/x.png" a=0:1,1
+check "plot: another format refused" 2 "expected a name ending in .png or .svg" -- \
+    "$capsnet" plot --out "$work/x.jpg" a=0:1
+
 # The report: every file it refers to exists, and a browser shows it without an error.
 check "report" 0 "wrote .*index.html: accuracy" -- "$capsnet" report --model "$model" \
     --data "$data" --out "$work/report" --limit 300
