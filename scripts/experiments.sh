@@ -6,9 +6,9 @@
 #   scripts/experiments.sh [--budget tiny|small|full] [--out DIR] [--only SECTION,...]
 #
 # Writes DIR/EXPERIMENTS.md (DIR: experiments/) with every table, the command and seed of
-# every row, parameters, epochs and time per epoch, and the figures beside it (the rotation
-# sweep as data rows; the MultiMNIST inputs as PNG); copy it to the top of the project to
-# publish it. Each section writes its own part (DIR/parts/) and EXPERIMENTS.md is put
+# every row, parameters, epochs and time per epoch, and the figures beside it as PNG (the
+# rotation sweep, the MultiMNIST pairs and Figure 5); docs/experiments/ publishes one run,
+# with a reading of each table added by hand. Each section writes its own part (DIR/parts/) and EXPERIMENTS.md is put
 # together from the parts, so --only reruns some sections and keeps the others' tables:
 # ablation, cnn, rotations (needs ablation's and cnn's models), affnist, small, multimnist.
 # Budgets:
