@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --budget) budget=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "experiments.sh: unknown argument '$1' (expected --budget tiny|small|full, --out DIR, --only SECTIONS)" >&2; exit 2 ;;
     esac
 done
