@@ -349,12 +349,13 @@ void capsnet_profile_reset(capsnet *m) {
 
 /* ------------------------------------------------------------------------ forward */
 
-/* The forward pass after its input step, which t timed from its start. */
 /* The second digit of capsnet_forward_pair: its classes and both digits' targets. */
 typedef struct {
     const int *labels_b;
     const float *target_a, *target_b;
 } second_digit;
+/* The forward pass after its input step, which t timed from its start; two: NULL, or the
+ * second digit of each image. */
 static float forward_layers(capsnet *m, const int *labels, const second_digit *two, int B,
                             int mask, float recon_weight, double t);
 
